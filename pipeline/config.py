@@ -1,0 +1,48 @@
+"""The one configuration object of a run: built once from the command line, then passed down."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_INPUT = Path("data/dataset.csv")
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one run; invalid values raise ``ValueError`` naming the value."""
+
+    input: str = str(DEFAULT_INPUT)
+    output: Path = Path("output")
+    top: int = 10
+    blocksize: int | None = None  # bytes per partition; None: chosen from file size and threads
+    processes: bool = False  # worker processes, or threads in one process
+    workers: int = 1
+    threads_per_worker: int = field(default_factory=lambda: os.cpu_count() or 1)
+    memory_limit: str = "auto"
+    dashboard_address: str = "127.0.0.1:8787"
+    scheduler: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("top", "workers", "threads_per_worker"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}"
+                )
+        if self.blocksize is not None and self.blocksize < 1024:
+            raise ValueError(f"--blocksize must be at least 1 KiB, got {self.blocksize} bytes")
+
+    @property
+    def threads(self) -> int:
+        """Threads of the local cluster in all."""
+        return self.workers * self.threads_per_worker
+
+    def blocksize_for(self, total_bytes: int, threads: int) -> int:
+        """Bytes per block: the configured size, or enough blocks to keep every thread busy
+        (about four per thread) without blocks above 64 MiB or below 1 MiB."""
+        if self.blocksize:
+            return self.blocksize
+        return int(min(64 * MIB, max(MIB, total_bytes // (4 * threads) + 1)))

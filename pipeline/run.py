@@ -1,0 +1,303 @@
+"""python -m pipeline.run: organise a tracks CSV by genre on a Dask cluster.
+
+args -> config -> cluster -> read -> transform -> write (staged) -> verify -> publish -> report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from pipeline import io, job
+from pipeline.cluster import connect, dashboard_link, describe
+from pipeline.config import DEFAULT_INPUT, Config
+from pipeline.io import InputError
+
+log = logging.getLogger("pipeline")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline.run",
+        description="Organise a CSV of music tracks by genre on a Dask cluster: per-genre "
+        "summary, top tracks, and the clean rows as Parquet partitioned by genre.",
+        epilog="Exit codes: 0 success, 2 bad usage or bad input, 1 anything else.",
+    )
+    p.add_argument(
+        "input",
+        nargs="?",
+        default=None,
+        help=f"CSV file, glob (data/part-*.csv) or fsspec URL; default {DEFAULT_INPUT}, "
+        "written with synthetic data first when absent",
+    )
+    p.add_argument("-o", "--output", default="output", help="output directory (default: output)")
+    p.add_argument("--top", type=int, default=10, help="top tracks per genre (default: 10)")
+    c = p.add_argument_group("cluster")
+    c.add_argument(
+        "--processes",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="worker processes (--processes) or threads in one process (default: threads)",
+    )
+    c.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="workers (default: 1 with threads, one per core with --processes)",
+    )
+    c.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=None,
+        help="threads per worker (default: all cores with threads, 1 with --processes)",
+    )
+    c.add_argument("--memory-limit", default="auto", help="per worker, e.g. 2GiB (default: auto)")
+    c.add_argument(
+        "--blocksize",
+        default=None,
+        help="bytes per partition, e.g. 64MiB (default: from file size and threads)",
+    )
+    c.add_argument(
+        "--dashboard-address",
+        default="127.0.0.1:8787",
+        help="where the dashboard listens (default: 127.0.0.1:8787; ':0' for any port)",
+    )
+    c.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of an existing Dask scheduler to use instead of a local cluster",
+    )
+    o = p.add_argument_group("output and logging")
+    o.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
+    o.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress bar")
+    o.add_argument("--log-file", default=None, help="also write the log to this file")
+    return p.parse_args(argv)
+
+
+def make_config(args: argparse.Namespace) -> Config:
+    """The run's Config from parsed arguments (ValueError on bad values)."""
+    from dask.utils import parse_bytes
+
+    cores = os.cpu_count() or 1
+    workers = args.workers or (cores if args.processes else 1)
+    threads = args.threads_per_worker or (1 if args.processes else cores)
+    return Config(
+        input=args.input or str(DEFAULT_INPUT),
+        output=Path(args.output),
+        top=args.top,
+        blocksize=parse_bytes(args.blocksize) if args.blocksize else None,
+        processes=args.processes,
+        workers=workers,
+        threads_per_worker=threads,
+        memory_limit=args.memory_limit,
+        dashboard_address=args.dashboard_address,
+        scheduler=args.scheduler,
+        progress=not args.quiet and sys.stdout.isatty(),
+    )
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if args.log_file:
+        handlers.append(logging.FileHandler(args.log_file))
+    logging.basicConfig(level=level, format="%(message)s", handlers=handlers, force=True)
+    for noisy in ("distributed", "bokeh", "tornado", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def ensure_input(cfg: Config, given: bool) -> None:
+    """With no input given and no data/dataset.csv, write a synthetic one first."""
+    if given or Path(cfg.input).exists():
+        return
+    from pipeline.generate import generate
+
+    log.info("%s not found: writing a synthetic 114,000-row dataset there first", cfg.input)
+    generate(cfg.input, rows=114_000)
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("genre-pipeline", "dask", "distributed", "pandas", "pyarrow", "numpy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def execute(cfg: Config, stage: Path, seconds: dict[str, float]) -> tuple[job.JobResult, dict]:
+    """Plan, start the cluster, compute every output in one graph; return results and facts."""
+    t = time.perf_counter()
+    paths = io.expand_input(cfg.input)
+    total = sum(io.file_size(p) for p in paths)
+    seconds["plan"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with connect(cfg) as client:
+        seconds["cluster_start"] = time.perf_counter() - t
+        cluster = describe(client)
+        threads = sum(client.nthreads().values())
+        blocks = io.plan_blocks(paths, cfg.blocksize_for(total, threads))
+        log.info("input      %s (%s, %.1f MB)", cfg.input, _files(paths), total / 1e6)
+        log.info(
+            "partitions %d of up to %.1f MB", len(blocks), cfg.blocksize_for(total, threads) / 1e6
+        )
+        log.info("cluster    %s, dashboard %s", cluster, dashboard_link(client, cfg))
+        t = time.perf_counter()
+        graph = job.build(blocks, cfg.top, str(stage))
+        try:
+            computed = _compute(client, graph, cfg.progress)
+        except io.BadBytes as err:
+            raise err.as_input_error() from err
+        seconds["compute"] = time.perf_counter() - t
+        t = time.perf_counter()
+    seconds["cluster_stop"] = time.perf_counter() - t
+    facts = {"input": paths, "bytes": total, "partitions": len(blocks), "cluster": cluster}
+    return job.collect(blocks, computed), facts
+
+
+def _files(paths: list[str]) -> str:
+    return "1 file" if len(paths) == 1 else f"{len(paths)} files"
+
+
+def _compute(client, graph: dict, progress: bool) -> dict:
+    """One compute for all outputs (the CSV is parsed once); a progress bar on a terminal."""
+    import dask
+    from distributed import progress as progress_bar
+
+    future = client.compute(dask.delayed(graph))
+    if progress:
+        progress_bar(future)
+        print()
+    return future.result()
+
+
+def write_outputs(result: job.JobResult, stage: Path, manifest: dict) -> None:
+    """Write the CSV outputs into the staging directory and verify the accounting; the
+    manifest and _SUCCESS follow in :func:`run`."""
+    shutil.rmtree(stage / job.KEYS, ignore_errors=True)
+    io.write_csv(result.summary, stage / "genre_summary.csv")
+    io.write_csv(result.top, stage / "top_tracks.csv")
+    io.write_csv(result.rejected, stage / "rejected_rows.csv")
+    written = io.count_parquet_rows(stage / "tracks")
+    if (
+        result.rows != result.kept + len(result.rejected) + result.duplicates
+        or written != result.kept
+    ):
+        raise RuntimeError(
+            f"accounting does not hold: read {result.rows}, kept {result.kept} "
+            f"({written} written), "
+            f"rejected {len(result.rejected)}, duplicates {result.duplicates}"
+        )
+
+
+def run(cfg: Config, given_input: bool) -> dict:
+    """The whole job; returns the manifest. Output is published only when complete."""
+    started = datetime.now(UTC)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ensure_input(cfg, given_input)
+    io.check_output_target(cfg.output)
+    stage = io.staging_dir(cfg.output)
+    try:
+        result, facts = execute(cfg, stage, seconds)
+        if result.rows == 0:
+            raise InputError(f"{cfg.input}: has a header but no data rows")
+        t = time.perf_counter()
+        write_outputs(result, stage, facts)
+        seconds["write"] = time.perf_counter() - t
+        seconds["total"] = time.perf_counter() - t0
+        manifest = {
+            **facts,
+            "rows_read": result.rows,
+            "rows_kept": result.kept,
+            "rows_rejected": len(result.rejected),
+            "duplicates_dropped": result.duplicates,
+            "genres": len(result.summary),
+            "engine": engine_name(cfg),
+            "versions": versions(),
+            "config": {k: str(v) for k, v in dataclasses.asdict(cfg).items()},
+            "seconds": {k: round(v, 3) for k, v in seconds.items()},
+            "started_at": started.isoformat(),
+            "ended_at": datetime.now(UTC).isoformat(),
+        }
+        io.write_json(manifest, stage / "manifest.json")
+        (stage / "_SUCCESS").write_text("")
+        io.publish(stage, cfg.output)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    report(result, manifest, cfg)
+    return manifest
+
+
+def engine_name(cfg: Config) -> str:
+    if cfg.scheduler:
+        return f"dask.distributed, scheduler {cfg.scheduler}"
+    kind = "processes" if cfg.processes else "threads"
+    return f"dask.distributed LocalCluster ({cfg.workers} x {cfg.threads_per_worker} {kind})"
+
+
+def report(result: job.JobResult, manifest: dict, cfg: Config) -> None:
+    """The one-screen summary: preview, accounting, timings, where the outputs are."""
+    cols = [
+        "track_genre",
+        "tracks",
+        "unique_artists",
+        "popularity_mean",
+        "danceability_mean",
+        "energy_mean",
+        "loudness_mean",
+    ]
+    preview = result.summary[cols].head(8).round(3).to_string(index=False)
+    log.info("\n%s\n... %d genres in all", preview, len(result.summary))
+    log.info(
+        "rows       read %d = kept %d + rejected %d + duplicates %d",
+        result.rows,
+        result.kept,
+        len(result.rejected),
+        result.duplicates,
+    )
+    log.info("seconds    %s", ", ".join(f"{k} {v:.2f}" for k, v in manifest["seconds"].items()))
+    log.info(
+        "outputs    %s/ (genre_summary.csv, top_tracks.csv, tracks/, rejected_rows.csv, "
+        "manifest.json)",
+        cfg.output,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args)
+    try:
+        cfg = make_config(args)
+        run(cfg, given_input=args.input is not None)
+    except (InputError, ValueError) as err:
+        if args.verbose:
+            log.exception("bad input")
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; the previous output is untouched", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.verbose:
+            log.exception("run failed")
+        print(
+            f"error: {type(err).__name__}: {err} (run with --verbose for details)", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Pure frame -> frame functions: validate, deduplicate, genre summary, top tracks.
+
+Nothing here reads files, starts clusters or computes Dask collections. The
+per-genre outputs are written as *partial -> merge -> finalize* triples: the
+partial of a partition is small (one row per genre, one per genre-artist pair,
+N rows per genre for the top tracks), partials merge associatively, and every
+partial field is additive, so a partial can also be subtracted exactly (used
+when a duplicate is found in a later partition). The same triple runs on one
+pandas frame, on the partitions of a Dask frame, or inside the pipeline's graph.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import schema
+from pipeline.schema import GENRE, KEY, MEAN_COLUMNS, TRACK_ID
+
+POPULARITY_BINS = 101  # popularity is an integer 0..100: a histogram gives exact min and max
+_HIST = [f"pop_{i}" for i in range(POPULARITY_BINS)]
+_SUMS = [f"sum_{c}" for c in MEAN_COLUMNS]
+TOP_FIELDS = [GENRE, TRACK_ID, "track_name", "artists", "popularity"]
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+
+def invalid_reasons(df: pd.DataFrame, raw: pd.DataFrame | None = None) -> pd.Series:
+    """Why each row breaks a value rule of the schema (missing value, out of range), or NA.
+
+    ``df`` holds typed columns (NA where a value was empty or did not parse); ``raw``, when
+    given, holds the text as written and is quoted in the reason.
+    """
+    reasons = pd.Series(pd.NA, index=df.index, dtype="object")
+    for col in schema.COLUMNS:
+        values = df[col.name]
+        open_ = reasons.isna()
+        if col.required:
+            missing = values.isna() & open_
+            reasons[missing] = f"missing {col.name}"
+            open_ &= ~missing
+        if col.low is not None:
+            bad = open_ & values.notna() & ~values.between(col.low, col.high)
+            if bad.any():
+                shown = (raw if raw is not None else df)[col.name][bad].astype(str)
+                reasons[bad] = f"{col.name} out of range {col.low:g}..{col.high:g}: '" + shown + "'"
+    return reasons
+
+
+def split_valid(df: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
+    """The rows without a reason, with the schema's dtypes restored."""
+    kept = df.loc[reasons.isna(), list(schema.NAMES)]
+    return kept.astype(schema.PANDAS_DTYPES)
+
+
+# -- duplicates ---------------------------------------------------------------------------------
+
+
+def drop_duplicate_tracks(df: Any) -> Any:
+    """Drop rows repeating a (track_id, track_genre) pair; the first in file order stays.
+
+    Works on pandas and on Dask frames (one output partition: Dask keeps partition order).
+    """
+    if isinstance(df, pd.DataFrame):
+        return df.drop_duplicates(subset=list(KEY), keep="first")
+    return df.drop_duplicates(subset=list(KEY), keep="first", split_out=1)
+
+
+def key_hashes(df: pd.DataFrame) -> np.ndarray:
+    """Per row, shape (n, 2): a 64-bit hash of its (track_id, track_genre) pair and one of its
+    genre alone. Equal pairs give equal hashes; a match must still be confirmed on the values."""
+    codes, genres = pd.factorize(df[GENRE])
+    genre = genre_hash(pd.Series(genres, dtype="str"))[codes] if len(df) else np.empty(0, "uint64")
+    track = pd.util.hash_pandas_object(df[TRACK_ID], index=False).to_numpy()
+    return np.column_stack([track * np.uint64(0x9E3779B97F4A7C15) ^ genre, genre])
+
+
+def genre_hash(genres: pd.Series) -> np.ndarray:
+    """The hash of each genre value (the second column of :func:`key_hashes`)."""
+    return pd.util.hash_pandas_object(genres, index=False).to_numpy()
+
+
+def later_copies(keys: Sequence[np.ndarray]) -> pd.DataFrame:
+    """Keys (rows of :func:`key_hashes`) that already occurred in an earlier array: columns
+    ``part`` (the array holding the later copy), ``first`` (the array of its first
+    occurrence), ``key`` and ``genre``. Each array's keys are unique already."""
+    frame = pd.DataFrame(
+        np.concatenate([np.empty((0, 2), dtype="uint64"), *keys]), columns=["key", "genre"]
+    )
+    frame["part"] = np.repeat(np.arange(len(keys)), [len(k) for k in keys])
+    seen = frame[frame["key"].duplicated(keep=False)]
+    later = seen["key"].duplicated(keep="first")
+    first = seen[~later].set_index("key")["part"]
+    out = seen[later].assign(first=lambda d: d["key"].map(first))
+    return out[["part", "first", "key", "genre"]]
+
+
+# -- genre summary ------------------------------------------------------------------------------
+
+
+class SummaryPartial(NamedTuple):
+    """Additive per-genre aggregates of some rows.
+
+    ``genres``: per genre the row count, explicit count, popularity histogram and the sums
+    behind each mean. ``pairs``: per (genre, artists) pair the number of rows.
+    """
+
+    genres: pd.DataFrame
+    pairs: pd.Series
+
+
+def summary_partial(df: pd.DataFrame) -> SummaryPartial:
+    """The additive aggregates of one partition of clean rows."""
+    if df.empty:
+        empty = pd.DataFrame(
+            0, index=pd.Index([], name=GENRE), columns=[*_SUMS, "rows", "explicit", *_HIST]
+        )
+        return SummaryPartial(
+            empty, pd.Series([], dtype="int64", index=pd.MultiIndex.from_arrays([[], []]))
+        )
+    by_genre = df.groupby(GENRE, sort=False, observed=True)
+    sums = by_genre[list(MEAN_COLUMNS)].sum().set_axis(_SUMS, axis=1)
+    counts = pd.DataFrame({"rows": by_genre.size(), "explicit": by_genre["explicit"].sum()})
+    hist = pd.crosstab(df[GENRE], df["popularity"]).reindex(
+        index=sums.index, columns=range(POPULARITY_BINS), fill_value=0
+    )
+    genres = pd.concat([sums, counts, hist.set_axis(_HIST, axis=1)], axis=1)
+    pairs = df.groupby([GENRE, "artists"], sort=False, observed=True).size()
+    return SummaryPartial(genres, pairs)
+
+
+def merge_summaries(
+    parts: Sequence[SummaryPartial], sign: Sequence[int] | None = None
+) -> SummaryPartial:
+    """Add partials (each times its ``sign``, +1 by default); pairs that reach zero rows vanish."""
+    sign = sign or [1] * len(parts)
+    genres = (
+        pd.concat([p.genres * s for p, s in zip(parts, sign, strict=True)]).groupby(level=0).sum()
+    )
+    pairs = (
+        pd.concat([p.pairs * s for p, s in zip(parts, sign, strict=True)])
+        .groupby(level=[0, 1])
+        .sum()
+    )
+    genres = genres[genres["rows"] > 0]
+    return SummaryPartial(genres, pairs[pairs > 0])
+
+
+def finalize_summary(part: SummaryPartial) -> pd.DataFrame:
+    """The genre summary of DESIGN.md, one row per genre sorted by genre."""
+    g = part.genres.sort_index()
+    rows = g["rows"]
+    hist = g[_HIST].to_numpy() > 0
+    out = pd.DataFrame(index=g.index)
+    out["tracks"] = rows.astype("int64")
+    out["unique_artists"] = part.pairs.groupby(level=0).size().reindex(g.index, fill_value=0)
+    out["explicit_share"] = g["explicit"] / rows
+    pop = np.arange(POPULARITY_BINS)
+    out["popularity_mean"] = (g[_HIST].to_numpy() * pop).sum(axis=1) / rows
+    out["popularity_min"] = np.where(hist, pop, POPULARITY_BINS).min(axis=1)
+    out["popularity_max"] = np.where(hist, pop, -1).max(axis=1)
+    for col, total in zip(MEAN_COLUMNS, _SUMS, strict=True):
+        out[f"{col}_mean"] = g[total] / rows
+    out.index.name = GENRE
+    return out.reset_index().astype({"unique_artists": "int64"})[list(schema.SUMMARY_COLUMNS)]
+
+
+# -- top tracks ---------------------------------------------------------------------------------
+
+
+def top_partial(df: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` most popular rows of each genre (ties by track_id), sorted by genre.
+
+    Rows below their genre's n-th popularity are dropped first with integer sorts only, so
+    the sort on text keys runs on a few rows per genre.
+    """
+    codes = pd.factorize(df[GENRE])[0]
+    pop = df["popularity"].to_numpy()
+    order = np.lexsort((-pop, codes))
+    rank = pd.Series(codes[order]).groupby(codes[order]).cumcount().to_numpy()
+    cut = pd.Series(pop[order][rank == n - 1], index=codes[order][rank == n - 1])
+    floor = cut.reindex(range(codes.max() + 1 if len(codes) else 0), fill_value=-1).to_numpy()
+    candidates = df.loc[pop >= floor[codes], TOP_FIELDS] if len(df) else df[TOP_FIELDS]
+    ordered = candidates.sort_values(
+        [GENRE, "popularity", TRACK_ID], ascending=[True, False, True], kind="stable"
+    )
+    return ordered.groupby(GENRE, sort=False, observed=True).head(n)
+
+
+def merge_tops(parts: Sequence[pd.DataFrame], n: int) -> pd.DataFrame:
+    """Merge per-partition top rows into the top rows of all of them."""
+    return top_partial(pd.concat(parts, ignore_index=True), n)
+
+
+def finalize_top(part: pd.DataFrame) -> pd.DataFrame:
+    """Number the rows of each genre from 1: the top tracks of DESIGN.md."""
+    out = part.reset_index(drop=True)
+    out.insert(1, "rank", out.groupby(GENRE, sort=False).cumcount().astype("int64") + 1)
+    return out[list(schema.TOP_COLUMNS)]
+
+
+# -- the same logic on a pandas or a Dask frame -------------------------------------------------
+
+
+def tree_reduce(parts: list[Any], merge: Callable[[list[Any]], Any], split_every: int = 8) -> Any:
+    """Merge ``parts`` in groups of ``split_every`` until one is left (works on Delayed too)."""
+    while len(parts) > 1:
+        parts = [merge(parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
+    return parts[0]
+
+
+def _reduce(df: Any, partial: Callable, merge: Callable, finalize: Callable) -> Any:
+    """Run a partial/merge/finalize triple on a pandas frame, or lazily on a Dask frame."""
+    if isinstance(df, pd.DataFrame):
+        return finalize(partial(df))
+    import dask
+
+    parts = [dask.delayed(partial)(p) for p in df.to_delayed()]
+    return dask.delayed(finalize)(tree_reduce(parts, dask.delayed(merge)))
+
+
+def genre_summary(df: Any) -> Any:
+    """The genre summary of clean rows: a pandas frame, or a Delayed one for a Dask frame."""
+    return _reduce(df, summary_partial, merge_summaries, finalize_summary)
+
+
+def top_tracks(df: Any, n: int = 10) -> Any:
+    """The top ``n`` tracks of each genre: a pandas frame, or a Delayed one for a Dask frame."""
+    return _reduce(df, lambda p: top_partial(p, n), lambda ps: merge_tops(ps, n), finalize_top)
+
+
+# -- text to typed values (the exact parser's rows) ---------------------------------------------
+
+_NUMBER_PATTERN = {"int": r"[+-]?\d+", "float": r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"}
+
+
+def typed_values(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Convert text fields to the schema's types (NA where empty or not parseable), and give
+    each row whose value does not parse a reason naming the column and the value.
+
+    ``raw`` is the exact parser's frame: text columns and a ``reason`` column.
+    """
+    typed = pd.DataFrame(index=raw.index)
+    reasons = raw["reason"].copy()
+    for col in schema.COLUMNS:
+        text = raw[col.name].where(raw[col.name] != "", None)
+        if col.kind == "str":
+            typed[col.name] = text.astype("str").where(text.notna(), None)
+            continue
+        if col.kind == "bool":
+            truth = dict.fromkeys(schema.TRUE_VALUES, True) | dict.fromkeys(
+                schema.FALSE_VALUES, False
+            )
+            values = text.map(truth)
+        else:
+            values = _numbers(text, col.kind)
+        typed[col.name] = values
+        bad = text.notna() & values.isna() & reasons.isna()
+        reasons[bad] = f"{col.name} is not a valid {col.kind}: '" + text[bad].astype(str) + "'"
+    return typed, reasons
+
+
+def _numbers(text: pd.Series, kind: str) -> pd.Series:
+    """Parse numbers with Arrow's parser (as the fast path does); per value when some fail."""
+    try:
+        arr = pc.cast(pa.array(text, type=pa.string()), schema.ARROW_TYPES_BY_KIND[kind])
+    except pa.ArrowInvalid:
+        pattern = re.compile(_NUMBER_PATTERN[kind])
+        ok = [float(v) if isinstance(v, str) and pattern.fullmatch(v) else None for v in text]
+        arr = pa.array(ok, type=pa.float64())
+    return pd.Series(arr.to_numpy(zero_copy_only=False), index=text.index, dtype="float64")

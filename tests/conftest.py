@@ -1,0 +1,64 @@
+"""Shared fixtures: small generated inputs and an independent plain-pandas reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.generate import generate
+from pipeline.schema import MEAN_COLUMNS
+
+
+@pytest.fixture(scope="session")
+def small_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12,000 generated rows: 12 genres, shared tracks, duplicates, quoted names."""
+    return generate(tmp_path_factory.mktemp("data") / "small.csv", rows=12_000, seed=7)
+
+
+@pytest.fixture(scope="session")
+def big_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """240,000 rows (two cycles of the 114 genres: far-away duplicates exist, empty names)."""
+    return generate(tmp_path_factory.mktemp("data") / "big.csv", rows=240_000, seed=3)
+
+
+def reference(path: Path | str, top: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The genre summary and top tracks computed the obvious way with plain pandas."""
+    df = pd.read_csv(path, index_col=0)
+    df = df.drop_duplicates(["track_id", "track_genre"], keep="first")
+    g = df.groupby("track_genre")
+    summary = pd.DataFrame(
+        {
+            "tracks": g.size(),
+            "unique_artists": g["artists"].nunique(),
+            "explicit_share": g["explicit"].mean(),
+            "popularity_mean": g["popularity"].mean(),
+            "popularity_min": g["popularity"].min(),
+            "popularity_max": g["popularity"].max(),
+            **{f"{c}_mean": g[c].mean() for c in MEAN_COLUMNS},
+        }
+    ).reset_index()
+    ordered = df.sort_values(
+        ["track_genre", "popularity", "track_id"], ascending=[True, False, True]
+    )
+    best = ordered.groupby("track_genre").head(top).copy()
+    best["rank"] = best.groupby("track_genre").cumcount() + 1
+    cols = ["track_genre", "rank", "track_id", "track_name", "artists", "popularity"]
+    return summary, best[cols].reset_index(drop=True)
+
+
+def assert_frames_match(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    """Same columns, rows and integers; floats equal to 1e-12 relative (summation order)."""
+    assert list(got.columns) == list(want.columns)
+    assert len(got) == len(want)
+    for col in want.columns:
+        a, b = got[col].reset_index(drop=True), want[col].reset_index(drop=True)
+        if pd.api.types.is_float_dtype(b) and not pd.api.types.is_integer_dtype(a):
+            np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-12)
+        else:
+            assert (
+                a.astype(str).replace({"nan": ""}).tolist()
+                == b.astype(str).replace({"nan": ""}).tolist()
+            ), col

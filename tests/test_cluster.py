@@ -1,0 +1,71 @@
+"""The cluster context manager: loopback only, closed on every path, threads or processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from pipeline.cluster import connect, dashboard_link, describe
+from pipeline.config import Config
+from pipeline.run import main
+
+
+def listening(pids: set[int]) -> list[str]:
+    """Addresses on which the given processes listen for TCP connections."""
+    return [
+        c.laddr.ip
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    ]
+
+
+def family() -> set[int]:
+    me = psutil.Process()
+    return {me.pid, *(p.pid for p in me.children(recursive=True))}
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_cluster_listens_on_loopback_only(processes: bool) -> None:
+    cfg = Config(
+        processes=processes,
+        workers=2 if processes else 1,
+        threads_per_worker=1,
+        dashboard_address="127.0.0.1:0",
+    )
+    with connect(cfg) as client:
+        assert client.submit(sum, [1, 2]).result() == 3
+        addresses = listening(family())
+        assert addresses and set(addresses) == {"127.0.0.1"}
+        assert describe(client) == f"{2 if processes else 1} workers x 1 threads"
+        assert dashboard_link(client, cfg).startswith("http://127.0.0.1:")
+    assert listening(family()) == []  # everything closed
+
+
+def test_cluster_closed_when_the_body_raises() -> None:
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        connect(Config(dashboard_address=":0")) as client,
+    ):
+        cluster = client.cluster
+        raise RuntimeError("boom")
+    assert cluster.status.name == "closed" and client.status == "closed"
+
+
+@pytest.mark.slow
+def test_run_with_worker_processes_equals_threads(small_csv: Path, tmp_path: Path) -> None:
+    common = ["--dashboard-address", ":0", "--blocksize", "256KiB"]
+    assert main([str(small_csv), "-o", str(tmp_path / "threads"), *common]) == 0
+    assert main([str(small_csv), "-o", str(tmp_path / "procs"), "--processes", *common]) == 0
+    for name in ("genre_summary.csv", "top_tracks.csv", "rejected_rows.csv"):
+        assert (tmp_path / "threads" / name).read_bytes() == (
+            tmp_path / "procs" / name
+        ).read_bytes()
+    manifest = json.loads((tmp_path / "procs" / "manifest.json").read_text())
+    assert manifest["cluster"].startswith(f"{psutil.cpu_count()} workers x 1 threads")
+    a = pd.read_parquet(tmp_path / "threads" / "tracks").sort_values(["track_genre", "track_id"])
+    b = pd.read_parquet(tmp_path / "procs" / "tracks").sort_values(["track_genre", "track_id"])
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))

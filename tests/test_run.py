@@ -1,0 +1,182 @@
+"""The whole CLI with a real local cluster: contract files, equal results, errors, publishing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import assert_frames_match, reference
+
+from pipeline import io
+from pipeline.run import main
+from pipeline.schema import FILE_COLUMNS
+
+CONTRACT = {
+    "genre_summary.csv",
+    "top_tracks.csv",
+    "tracks",
+    "rejected_rows.csv",
+    "manifest.json",
+    "_SUCCESS",
+}
+HEADER = ",".join(FILE_COLUMNS)
+ROW = (
+    "0,id{n},Artist,Album,Song,{pop},200000,False,0.5,0.5,1,-5.0,1,0.1,0.1,0.0,0.1,0.5,120.0,4,jazz"
+)
+
+
+def run_cli(*args: str | Path) -> int:
+    return main([str(a) for a in args] + ["--dashboard-address", ":0"])
+
+
+def write(path: Path, *lines: str) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_run_writes_the_contract_equal_to_pandas(small_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run_cli(small_csv, "--output", out, "--blocksize", "256KiB", "--top", "5") == 0
+    assert {p.name for p in out.iterdir()} == CONTRACT
+    want_summary, want_top = reference(small_csv, top=5)
+    assert_frames_match(pd.read_csv(out / "genre_summary.csv"), want_summary)
+    assert_frames_match(pd.read_csv(out / "top_tracks.csv"), want_top)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["rows_read"] == 12_000 == m["rows_kept"] + m["rows_rejected"] + m["duplicates_dropped"]
+    assert m["rows_kept"] == want_summary["tracks"].sum()
+    assert m["partitions"] > 1 and m["genres"] == 12
+    assert io.count_parquet_rows(out / "tracks") == m["rows_kept"]
+    tracks = pd.read_parquet(out / "tracks")
+    assert sorted(tracks["track_genre"].astype(str).unique()) == list(want_summary["track_genre"])
+    assert len(tracks.drop_duplicates(["track_id", "track_genre"])) == m["rows_kept"]
+    assert not list(tmp_path.glob(".out.*"))  # no staging left behind
+
+
+def test_run_cross_partition_duplicates_match_pandas(big_csv: Path, tmp_path: Path) -> None:
+    """Small blocks put twins in different partitions; the result must not change."""
+    out = tmp_path / "out"
+    assert run_cli(big_csv, "--output", out, "--blocksize", "1MiB") == 0
+    want_summary, want_top = reference(big_csv)
+    assert_frames_match(pd.read_csv(out / "genre_summary.csv"), want_summary)
+    assert_frames_match(pd.read_csv(out / "top_tracks.csv"), want_top)
+    tracks = pd.read_parquet(out / "tracks")
+    assert len(tracks) == want_summary["tracks"].sum()
+    assert not tracks.duplicated(["track_id", "track_genre"]).any()
+
+
+def test_run_parses_each_block_once(small_csv: Path, tmp_path: Path, monkeypatch) -> None:
+    calls: list[int] = []
+    real = io.parse_fast
+    monkeypatch.setattr(
+        io, "parse_fast", lambda data, block: calls.append(block.ordinal) or real(data, block)
+    )
+    assert run_cli(small_csv, "--output", tmp_path / "out", "--blocksize", "256KiB") == 0
+    partitions = json.loads((tmp_path / "out" / "manifest.json").read_text())["partitions"]
+    assert sorted(calls) == list(range(partitions))
+
+
+def test_run_rerun_replaces_output_whole(small_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run_cli(small_csv, "--output", out) == 0
+    first = (out / "genre_summary.csv").read_bytes()
+    (out / "stray.txt").write_text("from an older run")
+    assert run_cli(small_csv, "--output", out) == 0
+    assert (out / "genre_summary.csv").read_bytes() == first
+    assert not (out / "stray.txt").exists()
+
+
+def test_run_failed_run_leaves_previous_output(small_csv: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert run_cli(small_csv, "--output", out) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    bad = write(tmp_path / "bad.csv", "track_id,artists")
+    assert run_cli(bad, "--output", out) == 2
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not list(tmp_path.glob(".out.*"))
+
+
+def test_run_rejects_rows_with_line_and_reason(tmp_path: Path) -> None:
+    rows = [ROW.format(n=i, pop=i) for i in range(5)]
+    rows[1] = rows[1].replace(",1,-5.0,", ",1,-500.0,")  # loudness out of range
+    rows[3] = rows[3] + ",extra"  # one field too many
+    src = write(tmp_path / "in.csv", HEADER, *rows)
+    out = tmp_path / "out"
+    assert run_cli(src, "--output", out) == 0
+    rejected = pd.read_csv(out / "rejected_rows.csv")
+    assert rejected["line"].tolist() == [3, 5]
+    assert rejected["reason"].tolist() == [
+        "loudness out of range -60..10: '-500.0'",
+        "expected 21 fields, found 22",
+    ]
+    assert rejected["track_id"].tolist() == ["id1", "id3"]
+    assert pd.read_csv(out / "genre_summary.csv")["tracks"].tolist() == [3]
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (None, "no such file"),
+        ([], "is empty"),
+        ([HEADER], "has a header but no data rows"),
+        (["track_id,artists,popularity"], "missing required columns ['album_name', 'track_name'"),
+        (
+            [HEADER + ",track_id", ROW.format(n=1, pop=1) + ",x"],
+            "duplicate column names ['track_id']",
+        ),
+    ],
+)
+def test_run_bad_input_one_line_exit_2(tmp_path: Path, capsys, lines, message) -> None:
+    src = tmp_path / "in.csv"
+    if lines is not None:
+        src.write_text("\n".join(lines) + ("\n" if lines else ""))
+    assert run_cli(src, "--output", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {src}") and message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_refuses_to_replace_a_foreign_directory(
+    small_csv: Path, tmp_path: Path, capsys
+) -> None:
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "thesis.tex").write_text("precious")
+    assert run_cli(small_csv, "--output", tmp_path / "home") == 2
+    assert "is not a genre-pipeline output" in capsys.readouterr().err
+    assert (tmp_path / "home" / "thesis.tex").read_text() == "precious"
+
+
+def test_run_bad_option_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--top", "many"])
+    assert exc.value.code == 2
+    assert run_cli("--top", "0") == 2
+    assert "--top must be at least 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_module_default_generates_data_and_runs(tmp_path: Path) -> None:
+    """`python -m pipeline.run` with no arguments, in a fresh directory, as a new user runs it."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.run", "--dashboard-address", ":0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "data/dataset.csv not found: writing a synthetic 114,000-row dataset" in done.stdout
+    for word in ("partitions", "dashboard http://127.0.0.1:", "seconds", "outputs"):
+        assert word in done.stdout
+    assert {p.name for p in (tmp_path / "output").iterdir()} == CONTRACT
+    want_summary, want_top = reference(tmp_path / "data" / "dataset.csv")
+    assert_frames_match(pd.read_csv(tmp_path / "output" / "genre_summary.csv"), want_summary)
+    assert_frames_match(pd.read_csv(tmp_path / "output" / "top_tracks.csv"), want_top)
+    assert len(want_summary) == 114 and want_summary["tracks"].sum() < 114_000
