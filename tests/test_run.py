@@ -180,3 +180,26 @@ def test_run_module_default_generates_data_and_runs(tmp_path: Path) -> None:
     assert_frames_match(pd.read_csv(tmp_path / "output" / "genre_summary.csv"), want_summary)
     assert_frames_match(pd.read_csv(tmp_path / "output" / "top_tracks.csv"), want_top)
     assert len(want_summary) == 114 and want_summary["tracks"].sum() < 114_000
+
+
+def test_run_glob_of_several_files(small_csv: Path, tmp_path: Path) -> None:
+    """Each file keeps its own header and line numbers; results equal the concatenation."""
+    lines = small_csv.read_text().splitlines(keepends=True)
+    (tmp_path / "in").mkdir()
+    write(
+        tmp_path / "in" / "part-1.csv",
+        lines[0].rstrip("\n"),
+        *(x.rstrip("\n") for x in lines[1:7000]),
+    )
+    write(
+        tmp_path / "in" / "part-2.csv",
+        lines[0].rstrip("\n"),
+        *(x.rstrip("\n") for x in lines[7000:]),
+    )
+    out = tmp_path / "out"
+    assert run_cli(str(tmp_path / "in" / "part-*.csv"), "--output", out) == 0
+    want_summary, want_top = reference(small_csv)
+    assert_frames_match(pd.read_csv(out / "genre_summary.csv"), want_summary)
+    assert_frames_match(pd.read_csv(out / "top_tracks.csv"), want_top)
+    assert len(json.loads((out / "manifest.json").read_text())["input"]) == 2
+    assert run_cli(str(tmp_path / "in" / "nothing-*.csv"), "--output", out) == 2
