@@ -14,6 +14,7 @@ import io
 import json
 import os
 import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -22,6 +23,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -125,9 +127,9 @@ def _without_header(data: bytes, block: Block) -> bytes:
     return data[data.find(b"\n") + 1 :] if block.index == 0 else data
 
 
-def parse_fast(data: bytes, block: Block) -> pd.DataFrame | None:
-    """The block's rows, typed, or None when some line has the wrong number of fields or a
-    value does not convert (the exact parser then finds which)."""
+def parse_fast(data: bytes, block: Block) -> pa.Table | None:
+    """The block's rows as a typed Arrow table, or None when some line has the wrong number of
+    fields or a value does not convert (the exact parser then finds which)."""
     wrong_width: list[int] = []
 
     def invalid(row: pacsv.InvalidRow) -> str:
@@ -150,7 +152,7 @@ def parse_fast(data: bytes, block: Block) -> pd.DataFrame | None:
         )
     except pa.ArrowInvalid:
         return None
-    return None if wrong_width else table.to_pandas()
+    return None if wrong_width else table
 
 
 def parse_exact(data: bytes, block: Block) -> pd.DataFrame:
@@ -208,14 +210,14 @@ class BadBytes(Exception):
 # -- writing ------------------------------------------------------------------------------------
 
 
-def write_tracks(df: pd.DataFrame, root: str, basename: str) -> list[str]:
+def write_tracks(table: pa.Table, root: str, basename: str) -> list[str]:
     """Write clean rows as Parquet under ``root``, one directory per genre (hive style, the
     genre percent-encoded so no value can leave ``root``); return the files written."""
     written: list[str] = []
-    if df.empty:
+    if not table.num_rows:
         return written
     ds.write_dataset(
-        pa.Table.from_pandas(df, preserve_index=False),
+        table,
         root,
         format="parquet",
         partitioning=_TRACKS_PARTITIONING,
@@ -235,11 +237,6 @@ def read_tracks_file(path: str) -> pd.DataFrame:
     return df[list(schema.NAMES)]
 
 
-def read_track_ids(path: str) -> np.ndarray:
-    """The track_id column of one Parquet file of :func:`write_tracks`."""
-    return pq.read_table(path, columns=[schema.TRACK_ID]).column(0).to_numpy()
-
-
 def genre_of_file(path: str) -> str:
     """The genre of a Parquet file of :func:`write_tracks`, from its directory name."""
     return unquote(Path(path).parent.name.split("=", 1)[1])
@@ -255,20 +252,28 @@ def rewrite_tracks_file(path: str, df: pd.DataFrame) -> None:
         )
 
 
-KEY_BUCKETS = 16  # key hashes are spread over this many files per block, by their top bits
+KEY_BUCKETS = 16  # (track_id, genre) keys are spread over this many files per block, by genre
 
 
-def write_keys(keys: np.ndarray, root: str, ordinal: int) -> None:
-    """Spill a block's key hashes to disk, one file per bucket, so memory stays flat."""
-    bucket = keys[:, 0] >> np.uint64(60)
+def write_keys(keys: pa.Table, root: str, ordinal: int) -> None:
+    """Spill a block's (track_id, track_genre) keys to disk, one Arrow file per bucket; a
+    genre always lands in the same bucket (duplicates never cross genres)."""
+    genres = pc.dictionary_encode(keys[schema.GENRE]).combine_chunks()
+    names = genres.dictionary.to_pylist()
+    of_genre = np.array([zlib.crc32(g.encode()) % KEY_BUCKETS for g in names], dtype=int)
+    bucket = of_genre[genres.indices.to_numpy()] if len(of_genre) else np.zeros(0, int)
     for b in range(KEY_BUCKETS):
         os.makedirs(f"{root}/{b:02d}", exist_ok=True)
-        np.save(f"{root}/{b:02d}/part-{ordinal:05d}.npy", keys[bucket == b])
+        with pa.OSFile(f"{root}/{b:02d}/part-{ordinal:05d}.arrow", "wb") as f:
+            part = keys.filter(pa.array(bucket == b))
+            with pa.ipc.new_file(f, part.schema) as writer:
+                writer.write_table(part)
 
 
-def read_keys(root: str, bucket: int, blocks: int) -> list[np.ndarray]:
-    """The key hashes of one bucket of every block, in block order."""
-    return [np.load(f"{root}/{bucket:02d}/part-{i:05d}.npy") for i in range(blocks)]
+def read_keys(root: str, bucket: int, blocks: int) -> list[pa.Table]:
+    """The keys of one bucket of every block, in block order."""
+    paths = [f"{root}/{bucket:02d}/part-{i:05d}.arrow" for i in range(blocks)]
+    return [pa.ipc.open_file(pa.memory_map(p)).read_all() for p in paths]
 
 
 def count_parquet_rows(root: Path) -> int:

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import dask
-import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipeline import io, schema, transforms
 from pipeline.io import Block
-from pipeline.schema import GENRE, TRACK_ID
+from pipeline.schema import GENRE, KEY, TRACK_ID
 from pipeline.transforms import SummaryPartial
 
 KEYS = "_keys"  # staging subdirectory of the spilled key hashes; removed before publishing
@@ -57,20 +57,26 @@ class JobResult:
     duplicates: int
 
 
-def clean_block(block: Block) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
-    """Parse a block: (clean rows, rejected rows with in-block line, rows read, newlines)."""
+def clean_block(block: Block) -> tuple[pa.Table, pd.DataFrame, int, int, int]:
+    """Parse a block: (unique clean rows, rejected rows with in-block line, rows read,
+    duplicates dropped within the block, newlines)."""
     data = io.read_block(block)
-    df = io.parse_fast(data, block)
-    if df is not None and transforms.invalid_reasons(df).isna().all():
-        return df.astype(schema.PANDAS_DTYPES), _no_rejects(), len(df), data.count(b"\n")
+    table = io.parse_fast(data, block)
+    if table is not None and transforms.all_valid(table):
+        unique = table.filter(pa.array(transforms.first_occurrences(table)))
+        dups = table.num_rows - unique.num_rows
+        return unique, _no_rejects(), table.num_rows, dups, data.count(b"\n")
     raw = io.parse_exact(data, block)
     typed, reasons = transforms.typed_values(raw)
     reasons = reasons.fillna(transforms.invalid_reasons(typed, raw))
     rejected = raw.loc[reasons.notna()].assign(reason=reasons, file=block.path)
+    clean = transforms.split_valid(typed, reasons)
+    unique = transforms.drop_duplicate_tracks(clean)
     return (
-        transforms.split_valid(typed, reasons),
+        pa.Table.from_pandas(unique, schema=schema.ARROW_SCHEMA, preserve_index=False),
         rejected[list(io.REJECT_COLUMNS)],
         len(raw),
+        len(clean) - len(unique),
         data.count(b"\n"),
     )
 
@@ -83,50 +89,42 @@ def _no_rejects() -> pd.DataFrame:
 
 def process_block(block: Block, top: int, stage: str) -> BlockResult:
     """All per-block work: one task per block."""
-    clean, rejected, rows, newlines = clean_block(block)
-    unique = transforms.drop_duplicate_tracks(clean)
-    io.write_keys(transforms.key_hashes(unique), f"{stage}/{KEYS}", block.ordinal)
+    table, rejected, rows, duplicates, newlines = clean_block(block)
+    io.write_keys(table.select(list(KEY)), f"{stage}/{KEYS}", block.ordinal)
+    files = io.write_tracks(table, f"{stage}/tracks", f"part-{block.ordinal:05d}")
+    unique = table.to_pandas()
     return BlockResult(
         block=block,
         newlines=newlines,
         rows=rows,
         rejected=rejected,
-        duplicates=len(clean) - len(unique),
+        duplicates=duplicates,
         kept=len(unique),
         summary=transforms.summary_partial(unique),
         top=transforms.top_partial(unique, top),
-        files=io.write_tracks(unique, f"{stage}/tracks", f"part-{block.ordinal:05d}"),
+        files=files,
     )
 
 
 def bucket_duplicates(bucket: int, blocks: int, stage: str, _done: list[int]) -> pd.DataFrame:
-    """Later copies among one bucket of key hashes (``_done``: wait for every block)."""
+    """Later copies among one bucket of keys (``_done``: wait for every block)."""
     return transforms.later_copies(io.read_keys(f"{stage}/{KEYS}", bucket, blocks))
 
 
 def remove_block_duplicates(
-    drops: list[pd.DataFrame], block: int, files: list[list[str]]
+    drops: list[pd.DataFrame], block: int, files: list[str]
 ) -> pd.DataFrame:
     """Remove this block's rows whose pair occurred in an earlier block from its Parquet files;
     return the removed rows. Most blocks have none and return at once."""
     mine = pd.concat([d[d["part"] == block] for d in drops])
     removed = [pd.DataFrame(columns=schema.NAMES)]
-    for genre, keys in mine.groupby("genre"):  # one rewrite per affected file
-        path = _file_of_genre(files[block], genre)
-        df = io.read_tracks_file(path)
-        firsts = set(keys["first"].astype(int))
-        earlier = [io.read_track_ids(_file_of_genre(files[f], genre)) for f in firsts]
-        hit = np.isin(transforms.key_hashes(df)[:, 0], keys["key"].to_numpy())
-        hit &= df[TRACK_ID].isin(np.concatenate(earlier)).to_numpy()  # not a hash collision
+    by_genre = {io.genre_of_file(p): p for p in files}
+    for genre, keys in mine.groupby(GENRE):  # one rewrite per affected file
+        df = io.read_tracks_file(by_genre[genre])
+        hit = df[TRACK_ID].isin(keys[TRACK_ID])
         removed.append(df[hit])
-        io.rewrite_tracks_file(path, df[~hit])
+        io.rewrite_tracks_file(by_genre[genre], df[~hit])
     return pd.concat(removed, ignore_index=True)
-
-
-def _file_of_genre(files: list[str], genre: int) -> str:
-    """The file among a block's Parquet files that holds the genre with this hash."""
-    genres = transforms.genre_hash(pd.Series([io.genre_of_file(p) for p in files], dtype="str"))
-    return files[int(np.flatnonzero(genres == genre)[0])]
 
 
 def finish(
@@ -173,7 +171,7 @@ def build(blocks: list[Block], top: int, stage: str) -> dict[str, Any]:
         dask.delayed(bucket_duplicates)(b, len(blocks), stage, done) for b in range(io.KEY_BUCKETS)
     ]
     files = [r.files for r in results]
-    removed = [dask.delayed(remove_block_duplicates)(drops, i, files) for i in range(len(files))]
+    removed = [dask.delayed(remove_block_duplicates)(drops, i, f) for i, f in enumerate(files)]
     outputs = dask.delayed(finish, nout=3)(summary, tops, removed, top, files)
     counts = [dask.delayed(_counts)(r) for r in results]
     return {"outputs": outputs, "counts": counts, "rejected": [r.rejected for r in results]}

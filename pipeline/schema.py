@@ -61,6 +61,7 @@ ARROW_TYPES_BY_KIND = {
     "bool": pa.bool_(),
 }
 ARROW_TYPES: dict[str, pa.DataType] = {c.name: ARROW_TYPES_BY_KIND[c.kind] for c in COLUMNS}
+ARROW_SCHEMA = pa.schema(list(ARROW_TYPES.items()))  # a clean block as an Arrow table
 _PANDAS = {
     "str": "str",
     "int": "int64",

@@ -73,33 +73,46 @@ def drop_duplicate_tracks(df: Any) -> Any:
     return df.drop_duplicates(subset=list(KEY), keep="first", split_out=1)
 
 
-def key_hashes(df: pd.DataFrame) -> np.ndarray:
-    """Per row, shape (n, 2): a 64-bit hash of its (track_id, track_genre) pair and one of its
-    genre alone. Equal pairs give equal hashes; a match must still be confirmed on the values."""
-    codes, genres = pd.factorize(df[GENRE])
-    genre = genre_hash(pd.Series(genres, dtype="str"))[codes] if len(df) else np.empty(0, "uint64")
-    track = pd.util.hash_pandas_object(df[TRACK_ID], index=False).to_numpy()
-    return np.column_stack([track * np.uint64(0x9E3779B97F4A7C15) ^ genre, genre])
+def first_occurrences(table: pa.Table) -> np.ndarray:
+    """Per row of an Arrow table: is it the first row with its (track_id, track_genre) pair?
 
-
-def genre_hash(genres: pd.Series) -> np.ndarray:
-    """The hash of each genre value (the second column of :func:`key_hashes`)."""
-    return pd.util.hash_pandas_object(genres, index=False).to_numpy()
-
-
-def later_copies(keys: Sequence[np.ndarray]) -> pd.DataFrame:
-    """Keys (rows of :func:`key_hashes`) that already occurred in an earlier array: columns
-    ``part`` (the array holding the later copy), ``first`` (the array of its first
-    occurrence), ``key`` and ``genre``. Each array's keys are unique already."""
-    frame = pd.DataFrame(
-        np.concatenate([np.empty((0, 2), dtype="uint64"), *keys]), columns=["key", "genre"]
+    The same answer as :func:`drop_duplicate_tracks`, computed by Arrow kernels that release
+    the GIL (the pipeline's hot path runs several blocks at once in threads).
+    """
+    key = pc.binary_join_element_wise(
+        *(pc.cast(table[c], pa.large_string()) for c in KEY), pa.scalar("\x1f", pa.large_string())
     )
-    frame["part"] = np.repeat(np.arange(len(keys)), [len(k) for k in keys])
-    seen = frame[frame["key"].duplicated(keep=False)]
-    later = seen["key"].duplicated(keep="first")
-    first = seen[~later].set_index("key")["part"]
-    out = seen[later].assign(first=lambda d: d["key"].map(first))
-    return out[["part", "first", "key", "genre"]]
+    codes = pc.dictionary_encode(key).combine_chunks().indices.to_numpy()
+    return ~pd.Index(codes).duplicated(keep="first")
+
+
+def later_copies(keys: Sequence[pa.Table]) -> pd.DataFrame:
+    """(track_id, track_genre) pairs that already occurred in an earlier table: columns
+    ``part`` (the table holding the later copy), track_id, track_genre. The pairs of one table
+    are unique already."""
+    parts = [k.append_column("part", pa.array(np.full(k.num_rows, i))) for i, k in enumerate(keys)]
+    table = pa.concat_tables(parts) if parts else pa.table({c: [] for c in (*KEY, "part")})
+    later = ~first_occurrences(table) if table.num_rows else np.zeros(0, bool)
+    return table.filter(pa.array(later)).to_pandas()[["part", *KEY]]
+
+
+def all_valid(table: pa.Table) -> bool:
+    """Does every row of an Arrow table of schema columns keep every value rule?
+
+    A fast gate only: when it says no, :func:`invalid_reasons` finds which rows and why.
+    """
+    for col in schema.COLUMNS:
+        values = table[col.name]
+        if col.required and values.null_count:
+            return False
+        if col.low is None:
+            continue
+        if col.kind == "float" and pc.any(pc.is_nan(values)).as_py():
+            return False
+        lo, hi = pc.min_max(values).values()
+        if lo.as_py() is not None and (lo.as_py() < col.low or hi.as_py() > col.high):
+            return False
+    return True
 
 
 # -- genre summary ------------------------------------------------------------------------------

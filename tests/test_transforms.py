@@ -5,14 +5,16 @@ from __future__ import annotations
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from pipeline import schema, transforms
 from pipeline.transforms import (
+    all_valid,
     drop_duplicate_tracks,
+    first_occurrences,
     genre_summary,
     invalid_reasons,
-    key_hashes,
     later_copies,
     merge_summaries,
     summary_partial,
@@ -130,14 +132,35 @@ def test_summary_partial_of_no_rows_is_neutral() -> None:
     pd.testing.assert_frame_equal(transforms.finalize_summary(merged), genre_summary(df))
 
 
-def test_later_copies_finds_keys_of_earlier_parts_only() -> None:
+def test_first_occurrences_equals_drop_duplicate_tracks() -> None:
+    df = tiny()
+    mask = first_occurrences(pa.Table.from_pandas(df, preserve_index=False))
+    pd.testing.assert_frame_equal(df[mask], drop_duplicate_tracks(df))
+
+
+def test_later_copies_finds_pairs_of_earlier_parts_only() -> None:
+    def keys(frame: pd.DataFrame) -> pa.Table:
+        return pa.Table.from_pandas(frame[["track_id", "track_genre"]], preserve_index=False)
+
     df = drop_duplicate_tracks(tiny())
-    a, b = key_hashes(df.iloc[:3]), key_hashes(df.iloc[3:])
-    again = key_hashes(tiny().iloc[[2, 4]])  # (a, jazz) and (a, rock): both seen before
-    got = later_copies([a, b, again])
-    assert got["part"].tolist() == [2, 2]
-    assert got["first"].tolist() == [0, 1]
-    assert later_copies([a, b]).empty
+    again = tiny().iloc[[2, 4]]  # (a, jazz) and (a, rock): both seen before
+    got = later_copies([keys(df.iloc[:3]), keys(df.iloc[3:]), keys(again)])
+    assert got.to_dict("list") == {
+        "part": [2, 2],
+        "track_id": ["a", "a"],
+        "track_genre": ["jazz", "rock"],
+    }
+    assert later_copies([keys(df.iloc[:3]), keys(df.iloc[3:])]).empty
+
+
+def test_all_valid_gate_agrees_with_invalid_reasons() -> None:
+    df = tiny()
+    assert all_valid(pa.Table.from_pandas(df)) and invalid_reasons(df).isna().all()
+    for col, value in [("popularity", 101), ("danceability", float("nan")), ("key", -2)]:
+        bad = df.astype({col: "float64"})
+        bad.loc[4, col] = value
+        assert not all_valid(pa.Table.from_pandas(bad))
+        assert invalid_reasons(bad).notna().sum() == 1
 
 
 def test_invalid_reasons_name_column_and_value() -> None:
