@@ -53,6 +53,7 @@ class Block:
     offset: int
     length: int
     header: tuple[str, ...]
+    last: bool = True  # the file's last block: an unterminated quote here is a real error
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -97,15 +98,22 @@ def read_header(path: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def plan_blocks(paths: list[str], blocksize: int) -> list[Block]:
-    """Split every file into blocks of about ``blocksize`` bytes, in file order."""
+def plan_blocks(
+    paths: list[str], blocksize: int, whole: frozenset[str] = frozenset()
+) -> list[Block]:
+    """Split every file into blocks of about ``blocksize`` bytes, in file order; the files in
+    ``whole`` (with line breaks inside values) stay one block each."""
     blocks: list[Block] = []
     for path in paths:
         header = read_header(path)
         size = file_size(path)
+        if path in whole:
+            blocks.append(Block(path, len(blocks), 0, 0, size, header, True))
+            continue
         for index, offset in enumerate(range(0, size, blocksize)):
             length = min(blocksize, size - offset)
-            blocks.append(Block(path, len(blocks), index, offset, length, header))
+            last = offset + length >= size
+            blocks.append(Block(path, len(blocks), index, offset, length, header, last))
     return blocks
 
 
@@ -173,6 +181,8 @@ def parse_exact(data: bytes, block: Block) -> pd.DataFrame:
                 lines.append(start)
             start = reader.line_num + 1
     except csv.Error as err:
+        if not block.last:  # a quoted field with a line break straddles the block's end
+            raise SplitInQuotes(block.path) from err
         raise BadBytes(block, start - 1, f"cannot be parsed as CSV ({err})") from err
     positions = {name: i for i, name in enumerate(block.header)}
     out = pd.DataFrame({"line": pd.Series(lines, dtype="int64")})
@@ -188,11 +198,20 @@ def parse_exact(data: bytes, block: Block) -> pd.DataFrame:
     return out
 
 
+class SplitInQuotes(Exception):
+    """A block ended inside a quoted field: the file has line breaks inside values and must
+    be read as one block (byte-range splitting cannot know where its records end)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
 class BadBytes(Exception):
     """Bytes of a block that are not CSV text at all; ``line`` counts from the block's start."""
 
     def __init__(self, block: Block, line: int, problem: str) -> None:
-        super().__init__(problem)
+        super().__init__(block, line, problem)  # all three: the error must survive pickling
         self.block, self.line, self.problem = block, line, problem
 
     def as_input_error(self) -> InputError:
@@ -326,6 +345,12 @@ def check_output_target(output: Path) -> None:
             f"{output}: exists and is not a genre-pipeline output; refusing to replace it. "
             "Choose another --output or empty that directory"
         )
+
+
+def clear_dir(path: Path) -> None:
+    """Remove everything inside a directory (a staging directory before a second attempt)."""
+    for child in path.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def publish(stage: Path, output: Path) -> None:

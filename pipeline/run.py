@@ -146,18 +146,26 @@ def execute(cfg: Config, stage: Path, seconds: dict[str, float]) -> tuple[job.Jo
         seconds["cluster_start"] = time.perf_counter() - t
         cluster = describe(client)
         threads = sum(client.nthreads().values())
-        blocks = io.plan_blocks(paths, cfg.blocksize_for(total, threads))
+        blocksize = cfg.blocksize_for(total, threads)
+        blocks = io.plan_blocks(paths, blocksize)
         log.info("input      %s (%s, %.1f MB)", cfg.input, _files(paths), total / 1e6)
-        log.info(
-            "partitions %d of up to %.1f MB", len(blocks), cfg.blocksize_for(total, threads) / 1e6
-        )
+        log.info("partitions %d of up to %.1f MB", len(blocks), blocksize / 1e6)
         log.info("cluster    %s, dashboard %s", cluster, dashboard_link(client, cfg))
         t = time.perf_counter()
-        graph = job.build(blocks, cfg.top, str(stage))
-        try:
-            computed = _compute(client, graph, cfg.progress)
-        except io.BadBytes as err:
-            raise err.as_input_error() from err
+        whole: frozenset[str] = frozenset()
+        while True:
+            try:
+                computed = _compute(client, job.build(blocks, cfg.top, str(stage)), cfg.progress)
+                break
+            except io.BadBytes as err:
+                raise err.as_input_error() from err
+            except io.SplitInQuotes as err:  # rare: values with line breaks; read such files whole
+                log.warning(
+                    "%s has line breaks inside quoted values: reading it as one partition", err.path
+                )
+                whole |= {err.path}
+                io.clear_dir(stage)
+                blocks = io.plan_blocks(paths, blocksize, whole)
         seconds["compute"] = time.perf_counter() - t
         t = time.perf_counter()
     seconds["cluster_stop"] = time.perf_counter() - t
