@@ -2,14 +2,14 @@
 
 Per block (one task each, in parallel): read the bytes, parse, validate, drop duplicates within
 the block, write the block's clean rows as Parquet, and keep only small things: the additive
-summary partial, the top rows per genre, the rejected rows and the 64-bit hashes of the kept
-(track_id, track_genre) pairs. Partials merge in a tree as blocks finish, so memory stays flat.
+summary partial and the top rows per genre, the rejected rows; the kept (track_id, track_genre)
+pairs are spilled to disk in 16 buckets by genre. Partials merge in a tree as blocks finish.
 
-A duplicate whose first occurrence lies in an earlier block is found from the hashes once all
-blocks are read. Such rows are rare (the real file has a few hundred, nearly all in the same
-block as their twin): they are read back from the block's Parquet, checked against their first
-occurrence, removed from the Parquet, and subtracted from the summary partial (every field of it
-is additive); a genre whose top rows held such a row has its top rows recomputed from Parquet.
+A duplicate whose first occurrence lies in an earlier block is found from the spilled pairs
+once all blocks are read (one task per bucket). Such rows are rare (in the real file a repeated
+pair sits beside its twin, in the same block): they are removed from the block's Parquet file
+of their genre and subtracted from the summary partial (every field of it is additive); a genre
+whose top rows held such a row has its top rows recomputed from its Parquet files.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pipeline.io import Block
 from pipeline.schema import GENRE, KEY, TRACK_ID
 from pipeline.transforms import SummaryPartial
 
-KEYS = "_keys"  # staging subdirectory of the spilled key hashes; removed before publishing
+KEYS = "_keys"  # staging subdirectory of the spilled (track_id, genre) pairs; not published
 
 
 @dataclass

@@ -1,0 +1,7 @@
+"""python -m pipeline.benchmark: see :mod:`pipeline.benchmark.cli`."""
+
+import sys
+
+from pipeline.benchmark.cli import main
+
+sys.exit(main())
