@@ -138,6 +138,8 @@ def _without_header(data: bytes, block: Block) -> bytes:
 def parse_fast(data: bytes, block: Block) -> pa.Table | None:
     """The block's rows as a typed Arrow table, or None when some line has the wrong number of
     fields or a value does not convert (the exact parser then finds which)."""
+    if not _is_utf8(data):
+        return None  # the exact parser names the line (pyarrow would only print a warning)
     wrong_width: list[int] = []
 
     def invalid(row: pacsv.InvalidRow) -> str:
@@ -161,6 +163,17 @@ def parse_fast(data: bytes, block: Block) -> pa.Table | None:
     except pa.ArrowInvalid:
         return None
     return None if wrong_width else table
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Whether bytes are valid UTF-8 (Arrow's vectorised check: no copy, no GIL)."""
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype="int64"))
+    as_binary = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(data)])
+    try:
+        as_binary.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def parse_exact(data: bytes, block: Block) -> pd.DataFrame:

@@ -111,8 +111,10 @@ def setup_logging(args: argparse.Namespace) -> None:
     if args.log_file:
         handlers.append(logging.FileHandler(args.log_file))
     logging.basicConfig(level=level, format="%(message)s", handlers=handlers, force=True)
+    # Task failures are reported by the CLI in one line; Dask's own log of them only with -v.
+    quiet = logging.ERROR if args.verbose else logging.CRITICAL
     for noisy in ("distributed", "bokeh", "tornado", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+        logging.getLogger(noisy).setLevel(quiet)
 
 
 def ensure_input(cfg: Config, given: bool) -> None:

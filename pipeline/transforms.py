@@ -51,6 +51,9 @@ def invalid_reasons(df: pd.DataFrame, raw: pd.DataFrame | None = None) -> pd.Ser
             if bad.any():
                 shown = (raw if raw is not None else df)[col.name][bad].astype(str)
                 reasons[bad] = f"{col.name} out of range {col.low:g}..{col.high:g}: '" + shown + "'"
+        if col.kind == "str":
+            nul = open_ & values.str.contains("\x00", regex=False, na=False)
+            reasons[nul] = f"{col.name} contains a NUL byte (is this a text file?)"
     return reasons
 
 
@@ -104,6 +107,8 @@ def all_valid(table: pa.Table) -> bool:
     for col in schema.COLUMNS:
         values = table[col.name]
         if col.required and values.null_count:
+            return False
+        if col.kind == "str" and pc.any(pc.match_substring(values, "\x00")).as_py():
             return False
         if col.low is None:
             continue

@@ -239,3 +239,41 @@ def test_run_bom_and_crlf_same_results(small_csv: Path, tmp_path: Path) -> None:
     for name in ("genre_summary.csv", "top_tracks.csv"):
         assert_frames_match(pd.read_csv(tmp_path / "b" / name), pd.read_csv(tmp_path / "a" / name))
     assert (tmp_path / "b" / "rejected_rows.csv").read_text().count("\n") == 1
+
+
+def test_run_invalid_utf8_exit_2_names_the_line(tmp_path: Path, capsys) -> None:
+    rows = [ROW.format(n=i, pop=1).encode() for i in range(5)]
+    rows[2] = rows[2].replace(b"Album", b"Alb\xffum")
+    src = tmp_path / "in.csv"
+    src.write_bytes(HEADER.encode() + b"\n" + b"\n".join(rows) + b"\n")
+    assert run_cli(src, "--output", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"error: {src}:4: is not valid UTF-8 text; fix or remove that line "
+        "(is the file a CSV saved as UTF-8?)\n"
+    )
+
+
+def test_run_binary_files_named_csv_exit_2(small_csv: Path, tmp_path: Path, capsys) -> None:
+    import gzip
+
+    gz = tmp_path / "gz.csv"
+    gz.write_bytes(gzip.compress(small_csv.read_bytes()))
+    parquet = tmp_path / "pq.csv"
+    pd.read_csv(small_csv, nrows=50).to_parquet(parquet)
+    for src in (gz, parquet):
+        assert run_cli(src, "--output", tmp_path / "out") == 2
+        assert capsys.readouterr().err == (
+            f"error: {src}:1: the header is not UTF-8 text; is this a CSV file?\n"
+        )
+
+
+def test_run_nul_byte_in_a_value_is_rejected(tmp_path: Path) -> None:
+    rows = [ROW.format(n=i, pop=1) for i in range(3)]
+    rows[1] = rows[1].replace("id1", "id\x001")
+    src = write(tmp_path / "in.csv", HEADER, *rows)
+    assert run_cli(src, "--output", tmp_path / "out") == 0
+    rejected = pd.read_csv(tmp_path / "out" / "rejected_rows.csv")
+    assert rejected[["line", "reason"]].values.tolist() == [
+        [3, "track_id contains a NUL byte (is this a text file?)"]
+    ]
