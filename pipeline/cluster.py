@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import dask
 from distributed import Client, LocalCluster
 
 from pipeline.config import Config
@@ -23,7 +24,12 @@ def connect(cfg: Config) -> Iterator[Client]:
         return
     # Threads in one process talk in-process (no port at all); processes talk TCP on loopback.
     network = {"host": "127.0.0.1"} if cfg.processes else {}
+    # Dask's link names the machine's address, which a dashboard on 127.0.0.1 does not serve.
+    link = dask.config.get("distributed.dashboard.link")
+    if link == "{scheme}://{host}:{port}/status":
+        link = "http://127.0.0.1:{port}/status"
     with (
+        dask.config.set({"distributed.dashboard.link": link}),
         LocalCluster(
             n_workers=cfg.workers,
             threads_per_worker=cfg.threads_per_worker,
@@ -44,15 +50,3 @@ def describe(client: Client) -> str:
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     threads = sorted({w["nthreads"] for w in workers})
     return f"{len(workers)} workers x {'/'.join(map(str, threads))} threads"
-
-
-def dashboard_link(client: Client, cfg: Config) -> str:
-    """The dashboard URL to print; for a local cluster, on the host it really listens on
-    (Dask's own link shows the machine's address, which a loopback dashboard does not serve)."""
-    if cfg.scheduler:
-        return client.dashboard_link
-    port = client.scheduler_info()["services"].get("dashboard")
-    if port is None:
-        return "none (dashboard disabled)"
-    host = cfg.dashboard_address.rpartition(":")[0] or "127.0.0.1"
-    return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}/status"

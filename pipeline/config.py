@@ -24,21 +24,31 @@ class Config:
     memory_limit: str = "auto"
     dashboard_address: str = "127.0.0.1:8787"
     scheduler: str | None = None
-    progress: bool = True
+    progress: bool = False  # a progress bar (the CLI shows one on a terminal)
+    strict: bool = False  # any rejected row fails the run
+    max_rejects: float | None = None  # more rejected rows fail the run: a count, or a fraction < 1
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "output", Path(self.output))
         for name in ("top", "workers", "threads_per_worker"):
             if getattr(self, name) < 1:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}"
                 )
+        if self.max_rejects is not None and self.max_rejects < 0:
+            raise ValueError(
+                f"--max-rejects must be a count or a fraction >= 0, got {self.max_rejects}"
+            )
         if self.blocksize is not None and self.blocksize < 1024:
             raise ValueError(f"--blocksize must be at least 1 KiB, got {self.blocksize} bytes")
 
-    @property
-    def threads(self) -> int:
-        """Threads of the local cluster in all."""
-        return self.workers * self.threads_per_worker
+    def reject_limit(self, rows: int) -> int | None:
+        """The most rejected rows a run of ``rows`` rows may have, or None for no limit."""
+        if self.strict:
+            return 0
+        if self.max_rejects is None:
+            return None
+        return int(self.max_rejects * rows) if self.max_rejects < 1 else int(self.max_rejects)
 
     def blocksize_for(self, total_bytes: int, threads: int) -> int:
         """Bytes per block: the configured size, or enough blocks to keep every thread busy

@@ -10,11 +10,14 @@ rejected row keeps its raw fields, its line and a reason.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 import shutil
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -360,10 +363,20 @@ def check_output_target(output: Path) -> None:
         )
 
 
-def clear_dir(path: Path) -> None:
-    """Remove everything inside a directory (a staging directory before a second attempt)."""
-    for child in path.iterdir():
-        shutil.rmtree(child) if child.is_dir() else child.unlink()
+@contextmanager
+def output_lock(output: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``output`` (a lock file beside it): two runs never write the
+    same output at once; the second one refuses at once."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output.parent / f".{output.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"{output}: another run is writing this output now; wait for it to finish or "
+                "choose another --output"
+            ) from None
+        yield
 
 
 def publish(stage: Path, output: Path) -> None:

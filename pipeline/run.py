@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from pipeline import io, job
-from pipeline.cluster import connect, dashboard_link, describe
+from pipeline.cluster import connect, describe
 from pipeline.config import DEFAULT_INPUT, Config
 from pipeline.io import InputError
 
@@ -69,12 +70,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     c.add_argument(
         "--dashboard-address",
         default="127.0.0.1:8787",
-        help="where the dashboard listens (default: 127.0.0.1:8787; ':0' for any port)",
+        help="where the dashboard listens (default: 127.0.0.1:8787; 127.0.0.1:0 for any free port)",
     )
     c.add_argument(
         "--scheduler",
         default=None,
         help="address of an existing Dask scheduler to use instead of a local cluster",
+    )
+    r = p.add_argument_group("bad rows")
+    r.add_argument("--strict", action="store_true", help="fail (exit 2) on any rejected row")
+    r.add_argument(
+        "--max-rejects",
+        default=None,
+        metavar="N",
+        help="fail when more rows than N (a count, or a fraction like 0.01 or 1%%) "
+        "are rejected (default: no limit; every rejected row is in rejected_rows.csv)",
     )
     o = p.add_argument_group("output and logging")
     o.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
@@ -102,6 +112,28 @@ def make_config(args: argparse.Namespace) -> Config:
         dashboard_address=args.dashboard_address,
         scheduler=args.scheduler,
         progress=not args.quiet and sys.stdout.isatty(),
+        strict=args.strict,
+        max_rejects=_fraction(args.max_rejects) if args.max_rejects else None,
+    )
+
+
+def _fraction(text: str) -> float:
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"--max-rejects must be a count or a fraction, got {text!r}") from None
+
+
+def check_rejects(cfg: Config, result: job.JobResult) -> None:
+    """Fail the run when it rejected more rows than allowed, naming the first few."""
+    limit = cfg.reject_limit(result.rows)
+    if limit is None or len(result.rejected) <= limit:
+        return
+    first = "; ".join(f"line {r.line}: {r.reason}" for r in result.rejected.head(3).itertuples())
+    why = "--strict" if cfg.strict else f"the limit of {limit} (--max-rejects)"
+    raise InputError(
+        f"{cfg.input}: {len(result.rejected)} of {result.rows} rows rejected, more than {why}; "
+        f"first: {first}"
     )
 
 
@@ -149,30 +181,48 @@ def execute(cfg: Config, stage: Path, seconds: dict[str, float]) -> tuple[job.Jo
         cluster = describe(client)
         threads = sum(client.nthreads().values())
         blocksize = cfg.blocksize_for(total, threads)
-        blocks = io.plan_blocks(paths, blocksize)
         log.info("input      %s (%s, %.1f MB)", cfg.input, _files(paths), total / 1e6)
+        blocks = io.plan_blocks(paths, blocksize)
         log.info("partitions %d of up to %.1f MB", len(blocks), blocksize / 1e6)
-        log.info("cluster    %s, dashboard %s", cluster, dashboard_link(client, cfg))
+        log.info("cluster    %s, dashboard %s", cluster, client.dashboard_link)
         t = time.perf_counter()
-        whole: frozenset[str] = frozenset()
-        while True:
-            try:
-                computed = _compute(client, job.build(blocks, cfg.top, str(stage)), cfg.progress)
-                break
-            except io.BadBytes as err:
-                raise err.as_input_error() from err
-            except io.SplitInQuotes as err:  # rare: values with line breaks; read such files whole
-                log.warning(
-                    "%s has line breaks inside quoted values: reading it as one partition", err.path
-                )
-                whole |= {err.path}
-                io.clear_dir(stage)
-                blocks = io.plan_blocks(paths, blocksize, whole)
+        computed, work, blocks = _compute_blocks(client, cfg, stage, blocks, blocksize)
         seconds["compute"] = time.perf_counter() - t
         t = time.perf_counter()
-    seconds["cluster_stop"] = time.perf_counter() - t
+    seconds["cluster_stop"] = time.perf_counter() - t  # every task has ended now
+    if (work / "tracks").exists():
+        (work / "tracks").rename(stage / "tracks")
+    for attempt in stage.glob("_attempt-*"):
+        shutil.rmtree(attempt)
     facts = {"input": paths, "bytes": total, "partitions": len(blocks), "cluster": cluster}
     return job.collect(blocks, computed), facts
+
+
+def _compute_blocks(
+    client, cfg: Config, stage: Path, blocks: list[io.Block], blocksize: int
+) -> tuple[dict, Path, list[io.Block]]:
+    """Compute the graph; return the results, the directory the tracks were written to and
+    the blocks finally read.
+
+    A file with line breaks inside quoted values is found while computing; it is then read
+    again as one partition, in a fresh directory (tasks of the first attempt may still run).
+    """
+    paths = list(dict.fromkeys(b.path for b in blocks))
+    whole: frozenset[str] = frozenset()
+    for attempt in range(len(paths) + 1):
+        work = stage / f"_attempt-{attempt}"
+        try:
+            graph = job.build(blocks, cfg.top, str(work))
+            return _compute(client, graph, cfg.progress), work, blocks
+        except io.BadBytes as err:
+            raise err.as_input_error() from err
+        except io.SplitInQuotes as err:
+            log.warning(
+                "%s has line breaks inside quoted values: reading it as one partition", err.path
+            )
+            whole |= {err.path}
+            blocks = io.plan_blocks(paths, blocksize, whole)
+    raise RuntimeError("could not plan the input's partitions")
 
 
 def _files(paths: list[str]) -> str:
@@ -194,7 +244,6 @@ def _compute(client, graph: dict, progress: bool) -> dict:
 def write_outputs(result: job.JobResult, stage: Path, manifest: dict) -> None:
     """Write the CSV outputs into the staging directory and verify the accounting; the
     manifest and _SUCCESS follow in :func:`run`."""
-    shutil.rmtree(stage / job.KEYS, ignore_errors=True)
     io.write_csv(result.summary, stage / "genre_summary.csv")
     io.write_csv(result.top, stage / "top_tracks.csv")
     io.write_csv(result.rejected, stage / "rejected_rows.csv")
@@ -217,11 +266,21 @@ def run(cfg: Config, given_input: bool) -> dict:
     t0 = time.perf_counter()
     ensure_input(cfg, given_input)
     io.check_output_target(cfg.output)
+    with io.output_lock(cfg.output):
+        manifest, result = _run_locked(cfg, started, seconds, t0)
+    report(result, manifest, cfg)
+    return manifest
+
+
+def _run_locked(
+    cfg: Config, started: datetime, seconds: dict[str, float], t0: float
+) -> tuple[dict, job.JobResult]:
     stage = io.staging_dir(cfg.output)
     try:
         result, facts = execute(cfg, stage, seconds)
         if result.rows == 0:
             raise InputError(f"{cfg.input}: has a header but no data rows")
+        check_rejects(cfg, result)
         t = time.perf_counter()
         write_outputs(result, stage, facts)
         seconds["write"] = time.perf_counter() - t
@@ -246,8 +305,7 @@ def run(cfg: Config, given_input: bool) -> dict:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    report(result, manifest, cfg)
-    return manifest
+    return manifest, result
 
 
 def engine_name(cfg: Config) -> str:
@@ -285,11 +343,17 @@ def report(result: job.JobResult, manifest: dict, cfg: Config) -> None:
     )
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends the run like Ctrl-C: staging removed, cluster closed
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         cfg = make_config(args)
+        warn_if_exposed(cfg)
         run(cfg, given_input=args.input is not None)
     except (InputError, ValueError) as err:
         if args.verbose:
@@ -306,7 +370,20 @@ def main(argv: list[str] | None = None) -> int:
             f"error: {type(err).__name__}: {err} (run with --verbose for details)", file=sys.stderr
         )
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def warn_if_exposed(cfg: Config) -> None:
+    """Binding the dashboard beyond loopback is allowed when asked for, with a warning."""
+    host = cfg.dashboard_address.rpartition(":")[0]
+    if not cfg.scheduler and host not in ("127.0.0.1", "localhost", "[::1]"):
+        log.warning(
+            "warning: the dashboard listens on %s, reachable from other machines; Dask has no "
+            "authentication (use 127.0.0.1:PORT to keep it local)",
+            cfg.dashboard_address,
+        )
 
 
 if __name__ == "__main__":

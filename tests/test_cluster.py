@@ -9,7 +9,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from pipeline.cluster import connect, dashboard_link, describe
+from pipeline.cluster import connect, describe
 from pipeline.config import Config
 from pipeline.run import main
 
@@ -41,14 +41,14 @@ def test_cluster_listens_on_loopback_only(processes: bool) -> None:
         addresses = listening(family())
         assert addresses and set(addresses) == {"127.0.0.1"}
         assert describe(client) == f"{2 if processes else 1} workers x 1 threads"
-        assert dashboard_link(client, cfg).startswith("http://127.0.0.1:")
+        assert client.dashboard_link.startswith("http://127.0.0.1:")
     assert listening(family()) == []  # everything closed
 
 
 def test_cluster_closed_when_the_body_raises() -> None:
     with (
         pytest.raises(RuntimeError, match="boom"),
-        connect(Config(dashboard_address=":0")) as client,
+        connect(Config(dashboard_address="127.0.0.1:0")) as client,
     ):
         cluster = client.cluster
         raise RuntimeError("boom")
@@ -57,7 +57,7 @@ def test_cluster_closed_when_the_body_raises() -> None:
 
 @pytest.mark.slow
 def test_run_with_worker_processes_equals_threads(small_csv: Path, tmp_path: Path) -> None:
-    common = ["--dashboard-address", ":0", "--blocksize", "256KiB"]
+    common = ["--dashboard-address", "127.0.0.1:0", "--blocksize", "256KiB"]
     assert main([str(small_csv), "-o", str(tmp_path / "threads"), *common]) == 0
     assert main([str(small_csv), "-o", str(tmp_path / "procs"), "--processes", *common]) == 0
     for name in ("genre_summary.csv", "top_tracks.csv", "rejected_rows.csv"):

@@ -31,7 +31,7 @@ ROW = (
 
 
 def run_cli(*args: str | Path) -> int:
-    return main([str(a) for a in args] + ["--dashboard-address", ":0"])
+    return main([str(a) for a in args] + ["--dashboard-address", "127.0.0.1:0"])
 
 
 def write(path: Path, *lines: str) -> Path:
@@ -54,7 +54,7 @@ def test_run_writes_the_contract_equal_to_pandas(small_csv: Path, tmp_path: Path
     tracks = pd.read_parquet(out / "tracks")
     assert sorted(tracks["track_genre"].astype(str).unique()) == list(want_summary["track_genre"])
     assert len(tracks.drop_duplicates(["track_id", "track_genre"])) == m["rows_kept"]
-    assert not list(tmp_path.glob(".out.*"))  # no staging left behind
+    assert not list(tmp_path.glob(".out.staging-*"))  # no staging left behind
 
 
 def test_run_cross_partition_duplicates_match_pandas(big_csv: Path, tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_run_failed_run_leaves_previous_output(small_csv: Path, tmp_path: Path, 
     bad = write(tmp_path / "bad.csv", "track_id,artists")
     assert run_cli(bad, "--output", out) == 2
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    assert not list(tmp_path.glob(".out.*"))
+    assert not list(tmp_path.glob(".out.staging-*"))
 
 
 def test_run_rejects_rows_with_line_and_reason(tmp_path: Path) -> None:
@@ -164,7 +164,7 @@ def test_run_module_default_generates_data_and_runs(tmp_path: Path) -> None:
     """`python -m pipeline.run` with no arguments, in a fresh directory, as a new user runs it."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.run", "--dashboard-address", ":0"],
+        [sys.executable, "-m", "pipeline.run", "--dashboard-address", "127.0.0.1:0"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -277,3 +277,89 @@ def test_run_nul_byte_in_a_value_is_rejected(tmp_path: Path) -> None:
     assert rejected[["line", "reason"]].values.tolist() == [
         [3, "track_id contains a NUL byte (is this a text file?)"]
     ]
+
+
+def bad_rows_file(tmp_path: Path, bad: int, total: int = 10) -> Path:
+    rows = [ROW.format(n=i, pop=1 if i >= bad else 101) for i in range(total)]
+    return write(tmp_path / "in.csv", HEADER, *rows)
+
+
+def test_run_strict_fails_on_any_rejected_row(tmp_path: Path, capsys) -> None:
+    src = bad_rows_file(tmp_path, bad=2)
+    assert run_cli(src, "--output", tmp_path / "out", "--strict") == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: {src}: 2 of 10 rows rejected, more than --strict; first: line 2: popularity "
+        "out of range 0..100: '101'; line 3: popularity out of range 0..100: '101'\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("limit", "code"), [("2", 0), ("1", 2), ("0.2", 0), ("10%", 2)])
+def test_run_max_rejects_count_or_fraction(tmp_path: Path, limit: str, code: int) -> None:
+    src = bad_rows_file(tmp_path, bad=2)
+    assert run_cli(src, "--output", tmp_path / "out", "--max-rejects", limit) == code
+    assert (tmp_path / "out" / "_SUCCESS").exists() == (code == 0)
+
+
+def test_run_second_run_on_same_output_refuses(small_csv: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    with io.output_lock(out):  # another run holds the output
+        assert run_cli(small_csv, "--output", out) == 2
+    assert "another run is writing this output now" in capsys.readouterr().err
+    assert not out.exists()
+    assert run_cli(small_csv, "--output", out) == 0
+
+
+def test_run_warns_when_dashboard_leaves_loopback(small_csv: Path, tmp_path: Path, capsys) -> None:
+    args = [str(small_csv), "--output", str(tmp_path / "out"), "--dashboard-address", ":0"]
+    assert main(args) == 0
+    assert "Dask has no authentication" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_run_sigterm_leaves_previous_output_and_no_staging(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from pipeline.generate import generate
+
+    src = generate(tmp_path / "big.csv", rows=1_500_000, seed=1)
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "_SUCCESS").write_text("")
+    (out / "genre_summary.csv").write_text("previous\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.run",
+        str(src),
+        "-o",
+        str(out),
+        "--dashboard-address",
+        "127.0.0.1:0",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.staging-*/tracks")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the computation is writing
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip() == "error: interrupted; the previous output is untouched"
+    assert (out / "genre_summary.csv").read_text() == "previous\n"
+    assert not list(tmp_path.glob(".out.staging-*"))
+
+
+def test_package_api_names_stay_callable(small_csv: Path, tmp_path: Path) -> None:
+    """`from pipeline import ...` keeps working after the CLI modules were imported."""
+    import pipeline.generate
+    import pipeline.run  # noqa: F401
+    from pipeline import Config, generate_tracks, run_pipeline
+
+    src = generate_tracks(tmp_path / "g.csv", rows=2000, seed=1)
+    manifest = run_pipeline(
+        Config(input=str(src), output=str(tmp_path / "out"), dashboard_address="127.0.0.1:0")
+    )
+    assert manifest["rows_read"] == 2000 and (tmp_path / "out" / "_SUCCESS").exists()
