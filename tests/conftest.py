@@ -24,6 +24,12 @@ def big_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate(tmp_path_factory.mktemp("data") / "big.csv", rows=240_000, seed=3)
 
 
+@pytest.fixture(scope="session")
+def large_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1.5 million rows (about 250 MB): a run long enough to interrupt or disturb."""
+    return generate(tmp_path_factory.mktemp("data") / "large.csv", rows=1_500_000, seed=1)
+
+
 def reference(path: Path | str, top: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The genre summary and top tracks computed the obvious way with plain pandas."""
     df = pd.read_csv(path, index_col=0)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -318,13 +320,8 @@ def test_run_warns_when_dashboard_leaves_loopback(small_csv: Path, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_run_sigterm_leaves_previous_output_and_no_staging(tmp_path: Path) -> None:
-    import signal
-    import time
-
-    from pipeline.generate import generate
-
-    src = generate(tmp_path / "big.csv", rows=1_500_000, seed=1)
+def test_run_sigterm_leaves_previous_output_and_no_staging(large_csv: Path, tmp_path: Path) -> None:
+    src = large_csv
     out = tmp_path / "out"
     (out).mkdir()
     (out / "_SUCCESS").write_text("")
@@ -363,3 +360,45 @@ def test_package_api_names_stay_callable(small_csv: Path, tmp_path: Path) -> Non
         Config(input=str(src), output=str(tmp_path / "out"), dashboard_address="127.0.0.1:0")
     )
     assert manifest["rows_read"] == 2000 and (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def start_run(src: Path, out: Path, *options: str) -> subprocess.Popen:
+    """Start `python -m pipeline.run` and return once its tasks are writing Parquet."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.run",
+        str(src),
+        "-o",
+        str(out),
+        "--dashboard-address",
+        "127.0.0.1:0",
+        *options,
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(out.parent.glob(f".{out.name}.staging-*/_attempt-0/tracks")):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    return proc
+
+
+@pytest.mark.slow
+def test_run_survives_a_killed_worker_process(large_csv: Path, tmp_path: Path) -> None:
+    """SIGKILL one worker process mid-run: Dask re-runs its tasks; outputs equal a calm run."""
+    import psutil
+
+    assert run_cli(large_csv, "--output", tmp_path / "calm") == 0
+    proc = start_run(large_csv, tmp_path / "out", "--processes")
+    workers = [
+        c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())
+    ]
+    workers[0].kill()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    for name in ("genre_summary.csv", "top_tracks.csv", "rejected_rows.csv"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "calm" / name).read_bytes()
+    assert io.count_parquet_rows(tmp_path / "out" / "tracks") == io.count_parquet_rows(
+        tmp_path / "calm" / "tracks"
+    )
