@@ -25,6 +25,8 @@ class Config:
     dashboard_address: str = "127.0.0.1:8787"
     scheduler: str | None = None
     progress: bool = False  # a progress bar (the CLI shows one on a terminal)
+    report: str | None = None  # save Dask's performance report (HTML) here
+    keep_alive: bool = False  # keep the cluster and dashboard up after the run until Ctrl-C
     strict: bool = False  # any rejected row fails the run
     max_rejects: float | None = None  # more rejected rows fail the run: a count, or a fraction < 1
 

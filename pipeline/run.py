@@ -14,9 +14,12 @@ import shutil
 import signal
 import sys
 import time
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from distributed import Client, performance_report
 
 from pipeline import io, job
 from pipeline.cluster import connect, describe
@@ -87,6 +90,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "are rejected (default: no limit; every rejected row is in rejected_rows.csv)",
     )
     o = p.add_argument_group("output and logging")
+    o.add_argument(
+        "--report",
+        default=None,
+        metavar="FILE.html",
+        help="save Dask's performance report of the run (task stream, profile; works offline)",
+    )
+    o.add_argument(
+        "--keep-alive",
+        action="store_true",
+        help="after the outputs are written, keep the cluster and its dashboard up until Ctrl-C",
+    )
     o.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     o.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress bar")
     o.add_argument("--log-file", default=None, help="also write the log to this file")
@@ -113,6 +127,8 @@ def make_config(args: argparse.Namespace) -> Config:
         scheduler=args.scheduler,
         progress=not args.quiet and sys.stdout.isatty(),
         strict=args.strict,
+        report=args.report,
+        keep_alive=args.keep_alive,
         max_rejects=_fraction(args.max_rejects) if args.max_rejects else None,
     )
 
@@ -169,27 +185,22 @@ def versions() -> dict[str, str]:
     return out
 
 
-def execute(cfg: Config, stage: Path, seconds: dict[str, float]) -> tuple[job.JobResult, dict]:
-    """Plan, start the cluster, compute every output in one graph; return results and facts."""
-    t = time.perf_counter()
-    paths = io.expand_input(cfg.input)
+def execute(
+    cfg: Config, client: Client, stage: Path, paths: list[str], seconds: dict[str, float]
+) -> tuple[job.JobResult, dict]:
+    """Compute every output in one graph on the client's cluster; return results and facts."""
+    cluster = describe(client)
     total = sum(io.file_size(p) for p in paths)
-    seconds["plan"] = time.perf_counter() - t
+    blocksize = cfg.blocksize_for(total, sum(client.nthreads().values()))
+    blocks = io.plan_blocks(paths, blocksize)
+    log.info("input      %s (%s, %.1f MB)", cfg.input, _files(paths), total / 1e6)
+    log.info("partitions %d of up to %.1f MB", len(blocks), blocksize / 1e6)
+    log.info("cluster    %s, dashboard %s", cluster, client.dashboard_link)
     t = time.perf_counter()
-    with connect(cfg) as client:
-        seconds["cluster_start"] = time.perf_counter() - t
-        cluster = describe(client)
-        threads = sum(client.nthreads().values())
-        blocksize = cfg.blocksize_for(total, threads)
-        log.info("input      %s (%s, %.1f MB)", cfg.input, _files(paths), total / 1e6)
-        blocks = io.plan_blocks(paths, blocksize)
-        log.info("partitions %d of up to %.1f MB", len(blocks), blocksize / 1e6)
-        log.info("cluster    %s, dashboard %s", cluster, client.dashboard_link)
-        t = time.perf_counter()
+    report = performance_report(cfg.report, mode="inline") if cfg.report else nullcontext()
+    with report:
         computed, work, blocks = _compute_blocks(client, cfg, stage, blocks, blocksize)
-        seconds["compute"] = time.perf_counter() - t
-        t = time.perf_counter()
-    seconds["cluster_stop"] = time.perf_counter() - t  # every task has ended now
+    seconds["compute"] = time.perf_counter() - t
     if (work / "tracks").exists():
         (work / "tracks").rename(stage / "tracks")
     for attempt in stage.glob("_attempt-*"):
@@ -217,12 +228,21 @@ def _compute_blocks(
         except io.BadBytes as err:
             raise err.as_input_error() from err
         except io.SplitInQuotes as err:
+            _wait_idle(client)  # tasks of this attempt must not write while we go on
             log.warning(
                 "%s has line breaks inside quoted values: reading it as one partition", err.path
             )
             whole |= {err.path}
             blocks = io.plan_blocks(paths, blocksize, whole)
     raise RuntimeError("could not plan the input's partitions")
+
+
+def _wait_idle(client: Client, timeout: float = 120) -> None:
+    """Cancel what is queued and wait until no task runs on the cluster."""
+    client.cancel(list(client.futures.values()), force=True)
+    deadline = time.monotonic() + timeout
+    while any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _files(paths: list[str]) -> str:
@@ -262,50 +282,74 @@ def write_outputs(result: job.JobResult, stage: Path, manifest: dict) -> None:
 def run(cfg: Config, given_input: bool) -> dict:
     """The whole job; returns the manifest. Output is published only when complete."""
     started = datetime.now(UTC)
-    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     ensure_input(cfg, given_input)
     io.check_output_target(cfg.output)
+    paths = io.expand_input(cfg.input)
+    seconds = {"plan": time.perf_counter() - t0}
     with io.output_lock(cfg.output):
-        manifest, result = _run_locked(cfg, started, seconds, t0)
-    report(result, manifest, cfg)
+        stage = io.staging_dir(cfg.output)
+        try:
+            t = time.perf_counter()
+            with connect(cfg) as client:
+                seconds["cluster_start"] = time.perf_counter() - t
+                result, facts = execute(cfg, client, stage, paths, seconds)
+                manifest = seal(cfg, result, facts, stage, seconds, started, t0)
+                io.publish(stage, cfg.output)
+                report(result, manifest, cfg)
+                if cfg.keep_alive:
+                    keep_alive(client)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)  # gone already once published
     return manifest
 
 
-def _run_locked(
-    cfg: Config, started: datetime, seconds: dict[str, float], t0: float
-) -> tuple[dict, job.JobResult]:
-    stage = io.staging_dir(cfg.output)
+def seal(
+    cfg: Config,
+    result: job.JobResult,
+    facts: dict,
+    stage: Path,
+    seconds: dict[str, float],
+    started: datetime,
+    t0: float,
+) -> dict:
+    """Check the result, write every output and the manifest into ``stage``, then _SUCCESS."""
+    if result.rows == 0:
+        raise InputError(f"{cfg.input}: has a header but no data rows")
+    check_rejects(cfg, result)
+    t = time.perf_counter()
+    write_outputs(result, stage, facts)
+    seconds["write"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t0
+    manifest = {
+        **facts,
+        "rows_read": result.rows,
+        "rows_kept": result.kept,
+        "rows_rejected": len(result.rejected),
+        "duplicates_dropped": result.duplicates,
+        "genres": len(result.summary),
+        "engine": engine_name(cfg),
+        "versions": versions(),
+        "config": {k: str(v) for k, v in dataclasses.asdict(cfg).items()},
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "started_at": started.isoformat(),
+        "ended_at": datetime.now(UTC).isoformat(),
+    }
+    io.write_json(manifest, stage / "manifest.json")
+    (stage / "_SUCCESS").write_text("")
+    return manifest
+
+
+def keep_alive(client: Client) -> None:
+    """--keep-alive: leave the cluster and its dashboard up until Ctrl-C (or SIGTERM)."""
+    log.info(
+        "keep-alive the cluster and dashboard %s stay up; Ctrl-C to stop", client.dashboard_link
+    )
     try:
-        result, facts = execute(cfg, stage, seconds)
-        if result.rows == 0:
-            raise InputError(f"{cfg.input}: has a header but no data rows")
-        check_rejects(cfg, result)
-        t = time.perf_counter()
-        write_outputs(result, stage, facts)
-        seconds["write"] = time.perf_counter() - t
-        seconds["total"] = time.perf_counter() - t0
-        manifest = {
-            **facts,
-            "rows_read": result.rows,
-            "rows_kept": result.kept,
-            "rows_rejected": len(result.rejected),
-            "duplicates_dropped": result.duplicates,
-            "genres": len(result.summary),
-            "engine": engine_name(cfg),
-            "versions": versions(),
-            "config": {k: str(v) for k, v in dataclasses.asdict(cfg).items()},
-            "seconds": {k: round(v, 3) for k, v in seconds.items()},
-            "started_at": started.isoformat(),
-            "ended_at": datetime.now(UTC).isoformat(),
-        }
-        io.write_json(manifest, stage / "manifest.json")
-        (stage / "_SUCCESS").write_text("")
-        io.publish(stage, cfg.output)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    return manifest, result
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        log.info("stopping the cluster")
 
 
 def engine_name(cfg: Config) -> str:
