@@ -21,6 +21,8 @@ from typing import Any
 
 import psutil
 
+from pipeline.benchmark.engines import WORKLOADS
+
 
 def tree_cpu_seconds() -> float:
     """User + system CPU seconds of this process, its reaped children and its live descendants."""
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the arguments, measure, write the report."""
     p = argparse.ArgumentParser(prog="python -m pipeline.benchmark.worker")
     p.add_argument("module")
-    p.add_argument("workload", choices=["summary", "full"])
+    p.add_argument("workload", choices=WORKLOADS)
     p.add_argument("input")
     p.add_argument("report", type=Path)
     p.add_argument("--out-dir", default=None)

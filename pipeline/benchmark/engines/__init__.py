@@ -48,14 +48,15 @@ TOP = 10  # top tracks per genre, as `pipeline.run` by default
 T = TypeVar("T")
 
 
-def load(module: str) -> ModuleType | None:
-    """Import an engine module, or None when a library it needs is not installed."""
+def load(module: str) -> ModuleType:
+    """Import an engine module; ``ModuleNotFoundError`` names a library it needs that is not
+    installed (an engine module that does not exist at all raises ``ImportError``)."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as err:
         if err.name and module.startswith(err.name):
-            raise  # the engine module itself is missing: a bug, not an optional library
-        return None
+            raise ImportError(f"no engine module {module}") from err
+        raise
 
 
 @contextmanager

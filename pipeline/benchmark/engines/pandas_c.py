@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from pipeline import io, schema, transforms
 from pipeline.benchmark.engines import SUMMARY_INPUT, TOP
@@ -35,7 +36,8 @@ def organise(df: pd.DataFrame, out_dir: str) -> tuple[pd.DataFrame, pd.DataFrame
     """
     reasons = transforms.invalid_reasons(df)
     clean = transforms.drop_duplicate_tracks(transforms.split_valid(df, reasons))
-    io.write_tracks(clean, f"{out_dir}/tracks", "part-00000")
+    table = pa.Table.from_pandas(clean, schema=schema.ARROW_SCHEMA, preserve_index=False)
+    io.write_tracks(table, f"{out_dir}/tracks", "part-00000")
     summary_, top = transforms.genre_summary(clean), transforms.top_tracks(clean, TOP)
     io.write_csv(summary_, Path(out_dir, "genre_summary.csv"))
     io.write_csv(top, Path(out_dir, "top_tracks.csv"))

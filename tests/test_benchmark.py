@@ -1,0 +1,260 @@
+"""The benchmark: every engine equal to pandas through the runner, the check, results, CLI."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import assert_frames_match, reference
+
+from pipeline.benchmark import check, cli, report, results
+from pipeline.benchmark.engines import ENGINES, OPTIONAL, load, pandas_c
+from pipeline.benchmark.runner import Study, input_file, run_study
+
+ROWS, SEED = 3_000, 7  # 3 genres
+FAST = tuple(n for n in ENGINES if n != "dask")  # "dask" starts a cluster: marked slow
+
+
+def quiet(_: str) -> None:
+    """An echo that prints nothing."""
+
+
+def tiny_study(tmp: Path, engines: tuple[str, ...], **kw) -> Study:
+    """A study of one tiny size, one counted run, no warm-up."""
+    kw = {"repeats": 1, "warmup": 0, **kw}
+    return Study(rows=(ROWS,), engines=engines, output=tmp / "out", data_dir=tmp, seed=SEED, **kw)
+
+
+@pytest.fixture(scope="module")
+def fast_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Study, list[dict]]:
+    """Every engine but the cluster one, both workloads, through the runner once."""
+    study = tiny_study(tmp_path_factory.mktemp("bench"), FAST)
+    return study, run_study(study, echo=quiet)
+
+
+@pytest.fixture(scope="module")
+def answer(fast_study: tuple[Study, list[dict]]) -> pd.DataFrame:
+    """The pandas engine's summary of the tiny file, computed in this process."""
+    study = fast_study[0]
+    return pandas_c.summary(str(input_file(study.data_dir, ROWS, SEED, quiet)), {})
+
+
+def has_full(engine: str) -> bool:
+    return hasattr(load(ENGINES[engine]), "full")
+
+
+@pytest.mark.parametrize("engine", FAST)
+def test_engine_equals_pandas_through_the_runner(
+    fast_study: tuple[Study, list[dict]], engine: str
+) -> None:
+    if engine in OPTIONAL:
+        pytest.importorskip(engine)
+    runs = [r for r in fast_study[1] if r["engine"] == engine]
+    want = ["summary", "full"] if has_full(engine) else ["summary"]
+    assert [r["workload"] for r in runs] == want
+    for run in runs:
+        assert run["status"] == "ok"
+        assert run["wall_s"] > run["work_s"] > 0 and run["cpu_s"] > 0 and run["peak_mb"] > 50
+
+
+@pytest.mark.slow
+def test_engine_dask_equals_pandas_and_times_its_cluster_apart(tmp_path: Path) -> None:
+    runs = run_study(tiny_study(tmp_path, ("dask",)), echo=quiet)
+    assert [(r["workload"], r["status"]) for r in runs] == [("summary", "ok"), ("full", "ok")]
+    for run in runs:
+        assert run["startup_s"] > 0 and run["shutdown_s"] >= 0
+        assert run["wall_s"] > run["work_s"] + run["startup_s"]
+
+
+def test_engine_pandas_full_equals_plain_pandas(small_csv: Path, tmp_path: Path) -> None:
+    summary, top = pandas_c.full(str(small_csv), str(tmp_path), {})
+    want_summary, want_top = reference(small_csv)
+    assert_frames_match(summary, want_summary)
+    assert_frames_match(top, want_top)
+    assert check.compare_tracks(tmp_path / "tracks", want_summary) is None
+
+
+def test_check_accepts_summation_noise(answer: pd.DataFrame) -> None:
+    noisy = answer.copy()
+    noisy["tempo_mean"] *= 1 + 1e-12
+    assert check.compare(noisy, answer) is None
+    assert check.compare((noisy, answer), (answer, answer)) is None
+
+
+def _mean_off(df: pd.DataFrame) -> pd.DataFrame:
+    """One genre's mean 1e-6 off, relatively: far beyond summation noise."""
+    df.loc[1, "energy_mean"] *= 1 + 1e-6
+    return df
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        pytest.param(_mean_off, id="mean-1e-6"),
+        pytest.param(lambda df: df.iloc[1:], id="genre-dropped"),
+        pytest.param(lambda df: df.iloc[::-1], id="genre-order"),
+        pytest.param(lambda df: df.assign(tracks=df["tracks"] + [0, 1, 0]), id="count"),
+        pytest.param(lambda df: df.assign(popularity_max=df["popularity_max"] - 1), id="max"),
+        pytest.param(lambda df: df.drop(columns="valence_mean"), id="column-missing"),
+        pytest.param(lambda df: df.assign(tracks=df["tracks"].astype(str)), id="count-as-text"),
+    ],
+)
+def test_check_rejects_a_wrong_answer(answer: pd.DataFrame, wrong) -> None:
+    assert len(answer) == 3
+    assert check.compare(wrong(answer.copy()), answer)
+    assert check.compare((answer, wrong(answer.copy())), (answer, answer))
+
+
+def test_check_compares_text_of_top_tracks(small_csv: Path) -> None:
+    _, top = reference(small_csv)
+    changed = top.assign(track_id=top["track_id"].where(top.index != 5, "x"))
+    assert "track_id" in check.compare(changed, top)
+
+
+def test_check_counts_parquet_rows_per_genre(small_csv: Path, tmp_path: Path) -> None:
+    summary, _ = pandas_c.full(str(small_csv), str(tmp_path), {})
+    assert check.compare_tracks(tmp_path / "tracks", summary) is None
+    wrong = summary.assign(tracks=summary["tracks"] + (summary.index == 3))
+    assert "Parquet rows of" in check.compare_tracks(tmp_path / "tracks", wrong)
+    assert "no Parquet" in check.compare_tracks(tmp_path / "nothing", summary)
+
+
+WRONG_ENGINE = """
+from pipeline.benchmark.engines import pandas_c
+
+def summary(path, phases):
+    out = pandas_c.summary(path, phases)
+    out.loc[1, "energy_mean"] *= 1 + 1e-6
+    return out
+"""
+
+
+def test_runner_records_a_wrong_answer_as_failure_without_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "wrong_engine.py").write_text(WRONG_ENGINE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.getenv("PYTHONPATH", "")]))
+    study = tiny_study(tmp_path, ("wrong",), workloads=("summary",))
+    runs = run_study(study, modules={**ENGINES, "wrong": "wrong_engine"}, echo=quiet)
+    assert len(runs) == 1  # the unrecorded pandas run only gave the answer
+    assert runs[0]["status"].startswith("mismatch: energy_mean")
+    assert runs[0]["wall_s"] is None and runs[0]["peak_mb"] is None
+    (row,) = results.read(study.output / "results.csv")
+    assert row["status"].startswith("mismatch") and row["wall_s"] == row["cpu_s"] == ""
+
+
+def test_runner_records_a_crash_with_its_last_line(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "broken_engine.py").write_text("def summary(path, phases):\n    1 / 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    study = tiny_study(tmp_path, ("pandas", "broken"), workloads=("summary",))
+    runs = run_study(study, modules={**ENGINES, "broken": "broken_engine"}, echo=quiet)
+    assert [r["status"] for r in runs] == ["ok", "error: ZeroDivisionError: division by zero"]
+
+
+@pytest.mark.parametrize(
+    ("limits", "status"),
+    [({"timeout": 0.01}, "timeout after 0.01 s"), ({"memory_limit_mb": 20}, "stopped: memory")],
+)
+def test_runner_stops_a_run_over_its_limits(tmp_path: Path, limits: dict, status: str) -> None:
+    study = tiny_study(tmp_path, ("pandas",), workloads=("summary",), **limits)
+    (run,) = run_study(study, echo=quiet)
+    assert run["status"].startswith(status) and run["wall_s"] is None
+
+
+def test_results_file_has_the_fixed_header_and_versions(
+    fast_study: tuple[Study, list[dict]],
+) -> None:
+    study, runs = fast_study
+    with open(study.output / "results.csv", newline="") as f:
+        assert tuple(next(csv.reader(f))) == results.FIELDS
+    rows = results.read(study.output / "results.csv")
+    assert len(rows) == len(runs)
+    for row in rows:
+        assert row["pandas_version"] == pd.__version__ and row["dask_version"]
+        assert row["python_version"] and row["commit"] and row["date"] and row["platform"]
+        assert int(row["cores"]) == os.cpu_count() and float(row["ram_gib"]) > 0
+        assert int(row["rows"]) == ROWS and int(row["bytes"]) > 0 and row["repeat"] == "1"
+
+
+def test_results_file_refuses_another_header(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.csv").write_text("when,what\n")
+    with pytest.raises(ValueError, match="another header"):
+        run_study(tiny_study(tmp_path, ("pandas",)), echo=quiet)
+
+
+def test_input_file_is_generated_once(fast_study: tuple[Study, list[dict]]) -> None:
+    data_dir = fast_study[0].data_dir
+    path = data_dir / f"tracks-{ROWS}-seed{SEED}.csv"
+    before = path.stat().st_mtime_ns
+    notes: list[str] = []
+    assert input_file(data_dir, ROWS, SEED, notes.append) == path.resolve()
+    assert path.stat().st_mtime_ns == before and notes == []
+    assert len(pd.read_csv(path)) == ROWS
+
+
+def test_report_shows_speedups_and_failures() -> None:
+    def row(engine: str, wall: float | None, status: str = "ok") -> dict:
+        times = {"wall_s": wall, "work_s": wall, "cpu_s": wall, "peak_mb": 100.0}
+        size = {"workload": "summary", "rows": 1000, "bytes": 2_000_000}
+        return {**size, **times, "engine": engine, "status": status}
+
+    rows = [row("pandas", 2.0), row("pool", 4.0), row("dask", 1.0), row("bad", None, "mismatch")]
+    table = report.markdown(report.summarise(rows))
+    assert "| dask | 1.00 | 1.00-1.00 |" in table and "| 2.00x | 4.00x | ok |" in table
+    assert "| bad | - |" in table and "0/1 ok; mismatch |" in table
+
+
+def test_cli_parses_options_into_a_study(tmp_path: Path) -> None:
+    args = ["--rows", "114000,2_000_000", "--engines", "pandas,dask", "--workload", "full"]
+    args += ["--repeats", "5", "--warmup", "0", "--output", str(tmp_path), "--data-dir", "d"]
+    study = cli.study_of(cli.parser().parse_args(args))
+    assert study.rows == (114_000, 2_000_000) and study.engines == ("pandas", "dask")
+    assert study.workloads == ("full",) and (study.repeats, study.warmup) == (5, 0)
+    assert study.output == tmp_path and study.data_dir == Path("d")
+    everything = cli.study_of(cli.parser().parse_args(["--engines", "all"]))
+    assert everything.engines == tuple(ENGINES) and everything.workloads == ("summary", "full")
+    default = cli.study_of(cli.parser().parse_args([]))
+    assert default.rows == (114_000, 1_000_000) and (default.repeats, default.warmup) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--rows", "0"],
+        ["--rows", "1e6"],
+        ["--rows", "1000,"],
+        ["--engines", "spark"],
+        ["--engines", "pandas,"],
+        ["--workload", "etl"],
+        ["--repeats", "0"],
+        ["--warmup", "-1"],
+        ["--timeout", "x"],
+        ["--bogus"],
+    ],
+)
+def test_cli_rejects_bad_options_in_one_line(bad: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(bad)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m pipeline.benchmark: error:") and err.count("\n") == 1
+
+
+def test_cli_runs_a_study_prints_the_table_saves_table_and_plot(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    args = ["--rows", str(ROWS), "--engines", "pandas,pool", "--workload", "summary"]
+    args += ["--repeats", "2", "--output", str(out), "--data-dir", str(tmp_path), "--seed", "7"]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr()
+    assert "| pandas |" in printed.out and "| pool |" in printed.out
+    assert "warm-up 1" in printed.err  # progress goes to stderr, the table alone to stdout
+    assert (out / "table.md").read_text() in printed.out
+    assert [r["repeat"] for r in results.read(out / "results.csv")] == ["1", "1", "2", "2"]
+    pytest.importorskip("matplotlib")
+    assert (out / "benchmark.png").stat().st_size > 10_000
