@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import popen_run
 
 from pipeline.run import main
 
@@ -28,19 +26,7 @@ def test_run_report_file_holds_the_task_stream(small_csv: Path, tmp_path: Path) 
 
 @pytest.mark.slow
 def test_run_keep_alive_serves_dashboard_until_sigint(small_csv: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipeline.run",
-        str(small_csv),
-        "-o",
-        str(tmp_path / "out"),
-        "--keep-alive",
-        "--dashboard-address",
-        "127.0.0.1:0",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen_run(small_csv, "-o", tmp_path / "out", "--keep-alive")
     lines = []
     for line in proc.stdout:  # read until the run says it keeps the cluster up
         lines.append(line)

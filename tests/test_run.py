@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import assert_frames_match, reference
+from conftest import assert_frames_match, popen_run, reference, wait_until_writing
 
 from pipeline import io
 from pipeline.run import main
@@ -326,21 +325,8 @@ def test_run_sigterm_leaves_previous_output_and_no_staging(large_csv: Path, tmp_
     (out).mkdir()
     (out / "_SUCCESS").write_text("")
     (out / "genre_summary.csv").write_text("previous\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipeline.run",
-        str(src),
-        "-o",
-        str(out),
-        "--dashboard-address",
-        "127.0.0.1:0",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".out.staging-*/tracks")) and time.monotonic() < deadline:
-        time.sleep(0.05)  # until the computation is writing
+    proc = popen_run(src, "-o", out)
+    wait_until_writing(proc, out)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -362,35 +348,14 @@ def test_package_api_names_stay_callable(small_csv: Path, tmp_path: Path) -> Non
     assert manifest["rows_read"] == 2000 and (tmp_path / "out" / "_SUCCESS").exists()
 
 
-def start_run(src: Path, out: Path, *options: str) -> subprocess.Popen:
-    """Start `python -m pipeline.run` and return once its tasks are writing Parquet."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipeline.run",
-        str(src),
-        "-o",
-        str(out),
-        "--dashboard-address",
-        "127.0.0.1:0",
-        *options,
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not list(out.parent.glob(f".{out.name}.staging-*/_attempt-0/tracks")):
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
-    return proc
-
-
 @pytest.mark.slow
 def test_run_survives_a_killed_worker_process(large_csv: Path, tmp_path: Path) -> None:
     """SIGKILL one worker process mid-run: Dask re-runs its tasks; outputs equal a calm run."""
     import psutil
 
     assert run_cli(large_csv, "--output", tmp_path / "calm") == 0
-    proc = start_run(large_csv, tmp_path / "out", "--processes")
+    proc = popen_run(large_csv, "-o", tmp_path / "out", "--processes")
+    wait_until_writing(proc, tmp_path / "out")
     workers = [
         c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())
     ]
