@@ -263,9 +263,9 @@ def _compute(client, graph: dict, progress: bool) -> dict:
     return future.result()
 
 
-def write_outputs(result: job.JobResult, stage: Path, manifest: dict) -> None:
-    """Write the CSV outputs into the staging directory and verify the accounting; the
-    manifest and _SUCCESS follow in :func:`run`."""
+def write_outputs(result: job.JobResult, stage: Path) -> None:
+    """Write the CSV outputs into the staging directory and verify the accounting (against
+    the rows in the Parquet files too); the manifest and _SUCCESS follow in :func:`seal`."""
     io.write_csv(result.summary, stage / "genre_summary.csv")
     io.write_csv(result.top, stage / "top_tracks.csv")
     io.write_csv(result.rejected, stage / "rejected_rows.csv")
@@ -276,8 +276,7 @@ def write_outputs(result: job.JobResult, stage: Path, manifest: dict) -> None:
     ):
         raise RuntimeError(
             f"accounting does not hold: read {result.rows}, kept {result.kept} "
-            f"({written} written), "
-            f"rejected {len(result.rejected)}, duplicates {result.duplicates}"
+            f"({written} written), rejected {len(result.rejected)}, duplicates {result.duplicates}"
         )
 
 
@@ -322,7 +321,7 @@ def seal(
         raise InputError(f"{cfg.input}: has a header but no data rows")
     check_rejects(cfg, result)
     t = time.perf_counter()
-    write_outputs(result, stage, facts)
+    write_outputs(result, stage)
     seconds["write"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
     manifest = {

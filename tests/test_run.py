@@ -367,3 +367,40 @@ def test_run_survives_a_killed_worker_process(large_csv: Path, tmp_path: Path) -
     assert io.count_parquet_rows(tmp_path / "out" / "tracks") == io.count_parquet_rows(
         tmp_path / "calm" / "tracks"
     )
+
+
+def test_run_columns_by_name_extra_and_reordered(small_csv: Path, tmp_path: Path) -> None:
+    df = pd.read_csv(small_csv, dtype=str, keep_default_na=False)
+    shuffled = df[list(reversed(df.columns))].assign(comment="ignored, really")
+    shuffled.to_csv(tmp_path / "shuffled.csv", index=False)
+    assert run_cli(small_csv, "--output", tmp_path / "a") == 0
+    assert run_cli(tmp_path / "shuffled.csv", "--output", tmp_path / "b") == 0
+    for name in ("genre_summary.csv", "top_tracks.csv"):
+        assert_frames_match(pd.read_csv(tmp_path / "b" / name), pd.read_csv(tmp_path / "a" / name))
+
+
+def test_run_genre_values_cannot_escape_the_output(tmp_path: Path) -> None:
+    genres = ["../../etc", "a/b", "..", "jazz"]
+    rows = [ROW.format(n=i, pop=1).replace(",jazz", f",{g}") for i, g in enumerate(genres)]
+    out = tmp_path / "deep" / "out"
+    assert run_cli(write(tmp_path / "in.csv", HEADER, *rows), "--output", out) == 0
+    made = sorted(p.name for p in (out / "tracks").iterdir())
+    assert made == [
+        "track_genre=..",
+        "track_genre=..%2F..%2Fetc",
+        "track_genre=a%2Fb",
+        "track_genre=jazz",
+    ]
+    assert {p.name for p in tmp_path.rglob("*.parquet")} == {p.name for p in out.rglob("*.parquet")}
+    back = pd.read_parquet(out / "tracks")
+    assert sorted(back["track_genre"].astype(str)) == sorted(genres)
+
+
+def test_run_removes_staging_left_by_a_killed_run(small_csv: Path, tmp_path: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    stale = tmp_path / f".out.staging-{dead}"
+    (stale / "tracks").mkdir(parents=True)
+    assert run_cli(small_csv, "--output", tmp_path / "out") == 0
+    assert not stale.exists()
