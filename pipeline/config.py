@@ -27,6 +27,7 @@ class Config:
     progress: bool = False  # a progress bar (the CLI shows one on a terminal)
     report: str | None = None  # save Dask's performance report (HTML) here
     keep_alive: bool = False  # keep the cluster and dashboard up after the run until Ctrl-C
+    encoding: str = "utf-8"  # of the input files (ASCII-compatible: utf-8, latin-1, cp1252, ...)
     strict: bool = False  # any rejected row fails the run
     max_rejects: float | None = None  # more rejected rows fail the run: a count, or a fraction < 1
 
@@ -41,6 +42,12 @@ class Config:
             raise ValueError(
                 f"--max-rejects must be a count or a fraction >= 0, got {self.max_rejects}"
             )
+        try:
+            ascii_compatible = ",\n".encode(self.encoding) == b",\n"
+        except LookupError:
+            raise ValueError(f"--encoding: unknown encoding {self.encoding!r}") from None
+        if not ascii_compatible:
+            raise ValueError(f"--encoding {self.encoding}: only ASCII-compatible encodings work")
         if self.blocksize is not None and self.blocksize < 1024:
             raise ValueError(f"--blocksize must be at least 1 KiB, got {self.blocksize} bytes")
 

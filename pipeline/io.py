@@ -9,6 +9,7 @@ rejected row keeps its raw fields, its line and a reason.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import fcntl
 import io
@@ -57,6 +58,7 @@ class Block:
     length: int
     header: tuple[str, ...]
     last: bool = True  # the file's last block: an unterminated quote here is a real error
+    encoding: str = "utf-8"  # of the file; blocks are transcoded to UTF-8 when read
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -78,7 +80,7 @@ def expand_input(urlpath: str) -> list[str]:
     return sorted(paths) if protocol == "file" else [fs.unstrip_protocol(p) for p in sorted(paths)]
 
 
-def read_header(path: str) -> tuple[str, ...]:
+def read_header(path: str, encoding: str = "utf-8") -> tuple[str, ...]:
     """The column names of a file's first line, checked against the schema."""
     try:
         with fsspec.open(path, "rb") as f:
@@ -86,9 +88,11 @@ def read_header(path: str) -> tuple[str, ...]:
     except PermissionError as err:
         raise InputError(f"{path}: cannot be read ({err.strerror}); check its permissions") from err
     try:
-        names = next(csv.reader([first.decode("utf-8-sig").rstrip("\r\n")]))
+        names = next(csv.reader([first.decode(_sig(encoding)).rstrip("\r\n")]))
     except UnicodeDecodeError as err:
-        raise InputError(f"{path}:1: the header is not UTF-8 text; is this a CSV file?") from err
+        raise InputError(
+            f"{path}:1: the header is not {encoding} text; is this a CSV file? (see --encoding)"
+        ) from err
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InputError(f"{path}:1: duplicate column names {dupes}; each column must appear once")
@@ -102,22 +106,28 @@ def read_header(path: str) -> tuple[str, ...]:
 
 
 def plan_blocks(
-    paths: list[str], blocksize: int, whole: frozenset[str] = frozenset()
+    paths: list[str],
+    blocksize: int,
+    whole: frozenset[str] = frozenset(),
+    encoding: str = "utf-8",
 ) -> list[Block]:
     """Split every file into blocks of about ``blocksize`` bytes, in file order; the files in
     ``whole`` (with line breaks inside values) stay one block each."""
     blocks: list[Block] = []
     for path in paths:
-        header = read_header(path)
+        header = read_header(path, encoding)
         size = file_size(path)
-        if path in whole:
-            blocks.append(Block(path, len(blocks), 0, 0, size, header, True))
-            continue
-        for index, offset in enumerate(range(0, size, blocksize)):
-            length = min(blocksize, size - offset)
+        step = size if path in whole else blocksize
+        for index, offset in enumerate(range(0, size, step)):
+            length = min(step, size - offset)
             last = offset + length >= size
-            blocks.append(Block(path, len(blocks), index, offset, length, header, last))
+            blocks.append(Block(path, len(blocks), index, offset, length, header, last, encoding))
     return blocks
+
+
+def _sig(encoding: str) -> str:
+    """UTF-8 files may start with a byte-order mark: read it as such."""
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
 
 
 def file_size(path: str) -> int:
@@ -126,9 +136,18 @@ def file_size(path: str) -> int:
 
 
 def read_block(block: Block) -> bytes:
-    """The bytes of a block: whole lines, from the line starting at or after its offset."""
+    """The bytes of a block, as UTF-8: whole lines, from the line starting at or after its
+    offset (a file in another, ASCII-compatible encoding is transcoded here)."""
     with fsspec.open(block.path, "rb") as f:
-        return _read_block(f, block.offset, block.length, delimiter=b"\n")
+        data = _read_block(f, block.offset, block.length, delimiter=b"\n")
+    if codecs.lookup(block.encoding).name == "utf-8":
+        return data
+    try:
+        return data.decode(block.encoding).encode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BadBytes(
+            block, data[: err.start].count(b"\n"), f"is not {block.encoding} text"
+        ) from err
 
 
 # -- parsing ------------------------------------------------------------------------------------
@@ -186,7 +205,8 @@ def parse_exact(data: bytes, block: Block) -> pd.DataFrame:
         text = data.decode("utf-8-sig" if block.index == 0 else "utf-8")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n")
-        raise BadBytes(block, line, "is not valid UTF-8 text") from err
+        problem = "is not valid UTF-8 text (pass --encoding if the file uses another encoding)"
+        raise BadBytes(block, line, problem) from err
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     width = len(block.header)
     records, lines, start = [], [], 1
@@ -233,13 +253,12 @@ class BadBytes(Exception):
     def as_input_error(self) -> InputError:
         """The error with the file's own line number (counted only now, for the message)."""
         line = self.line + 1
-        if self.block.offset:
+        if self.block.offset:  # the block starts after the first line end at its offset
+            line += 1
             with fsspec.open(self.block.path, "rb") as f:
-                line += f.read(self.block.offset).count(b"\n") + 1
-        return InputError(
-            f"{self.block.path}:{line}: {self.problem}; fix or remove that line "
-            "(is the file a CSV saved as UTF-8?)"
-        )
+                for start in range(0, self.block.offset, 1 << 24):
+                    line += f.read(min(1 << 24, self.block.offset - start)).count(b"\n")
+        return InputError(f"{self.block.path}:{line}: {self.problem}; fix or remove that line")
 
 
 # -- writing ------------------------------------------------------------------------------------

@@ -80,7 +80,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="address of an existing Dask scheduler to use instead of a local cluster",
     )
-    r = p.add_argument_group("bad rows")
+    r = p.add_argument_group("bad input")
+    r.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="text encoding of the input (default: utf-8; e.g. latin-1, cp1252)",
+    )
     r.add_argument("--strict", action="store_true", help="fail (exit 2) on any rejected row")
     r.add_argument(
         "--max-rejects",
@@ -126,6 +131,7 @@ def make_config(args: argparse.Namespace) -> Config:
         dashboard_address=args.dashboard_address,
         scheduler=args.scheduler,
         progress=not args.quiet and sys.stdout.isatty(),
+        encoding=args.encoding,
         strict=args.strict,
         report=args.report,
         keep_alive=args.keep_alive,
@@ -194,7 +200,7 @@ def execute(
     cluster = describe(client)
     total = sum(io.file_size(p) for p in paths)
     blocksize = cfg.blocksize_for(total, sum(client.nthreads().values()))
-    blocks = io.plan_blocks(paths, blocksize)
+    blocks = io.plan_blocks(paths, blocksize, encoding=cfg.encoding)
     log.info("input      %s (%s, %.1f MB)", cfg.input, _files(paths), total / 1e6)
     log.info("partitions %d of up to %.1f MB", len(blocks), blocksize / 1e6)
     log.info("cluster    %s, dashboard %s", cluster, client.dashboard_link)
@@ -235,7 +241,7 @@ def _compute_blocks(
                 "%s has line breaks inside quoted values: reading it as one partition", err.path
             )
             whole |= {err.path}
-            blocks = io.plan_blocks(paths, blocksize, whole)
+            blocks = io.plan_blocks(paths, blocksize, whole, cfg.encoding)
     raise RuntimeError("could not plan the input's partitions")
 
 

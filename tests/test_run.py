@@ -249,10 +249,30 @@ def test_run_invalid_utf8_exit_2_names_the_line(tmp_path: Path, capsys) -> None:
     src.write_bytes(HEADER.encode() + b"\n" + b"\n".join(rows) + b"\n")
     assert run_cli(src, "--output", tmp_path / "out") == 2
     err = capsys.readouterr().err
-    assert (
-        err == f"error: {src}:4: is not valid UTF-8 text; fix or remove that line "
-        "(is the file a CSV saved as UTF-8?)\n"
+    assert err == (
+        f"error: {src}:4: is not valid UTF-8 text (pass --encoding if the file uses another "
+        "encoding); fix or remove that line\n"
     )
+    # the same bytes are fine Latin-1: read as asked, the row is kept with its text
+    assert run_cli(src, "--output", tmp_path / "out", "--encoding", "latin-1") == 0
+    top = pd.read_parquet(tmp_path / "out" / "tracks")
+    assert "Albÿum" in set(top["album_name"])
+
+
+def test_run_invalid_utf8_in_a_later_block_names_the_file_line(tmp_path: Path, capsys) -> None:
+    rows = [ROW.format(n=i, pop=1).encode() for i in range(200)]
+    rows[150] = rows[150].replace(b"Album", b"Alb\xffum")
+    src = tmp_path / "in.csv"
+    src.write_bytes(HEADER.encode() + b"\n" + b"\n".join(rows) + b"\n")
+    assert run_cli(src, "--output", tmp_path / "out", "--blocksize", "1KiB") == 2
+    assert capsys.readouterr().err.startswith(f"error: {src}:152: is not valid UTF-8 text")
+
+
+def test_run_unknown_or_unusable_encoding_exit_2(small_csv: Path, tmp_path: Path, capsys) -> None:
+    assert run_cli(small_csv, "--output", tmp_path / "out", "--encoding", "klingon") == 2
+    assert capsys.readouterr().err == "error: --encoding: unknown encoding 'klingon'\n"
+    assert run_cli(small_csv, "--output", tmp_path / "out", "--encoding", "utf-16") == 2
+    assert "only ASCII-compatible encodings work" in capsys.readouterr().err
 
 
 def test_run_binary_files_named_csv_exit_2(small_csv: Path, tmp_path: Path, capsys) -> None:
@@ -265,7 +285,7 @@ def test_run_binary_files_named_csv_exit_2(small_csv: Path, tmp_path: Path, caps
     for src in (gz, parquet):
         assert run_cli(src, "--output", tmp_path / "out") == 2
         assert capsys.readouterr().err == (
-            f"error: {src}:1: the header is not UTF-8 text; is this a CSV file?\n"
+            f"error: {src}:1: the header is not utf-8 text; is this a CSV file? (see --encoding)\n"
         )
 
 
@@ -404,3 +424,25 @@ def test_run_removes_staging_left_by_a_killed_run(small_csv: Path, tmp_path: Pat
     (stale / "tracks").mkdir(parents=True)
     assert run_cli(small_csv, "--output", tmp_path / "out") == 0
     assert not stale.exists()
+
+
+def test_run_task_that_always_fails_exit_1_previous_output_intact(
+    small_csv: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    out = tmp_path / "out"
+    assert run_cli(small_csv, "--output", out) == 0
+    before = (out / "genre_summary.csv").read_bytes()
+    real = io.parse_fast
+
+    def broken(data: bytes, block: io.Block):
+        if block.ordinal == 1:
+            raise OSError("disk on fire")
+        return real(data, block)
+
+    monkeypatch.setattr(io, "parse_fast", broken)
+    assert run_cli(small_csv, "--output", out, "--blocksize", "256KiB") == 1
+    assert capsys.readouterr().err == (
+        "error: OSError: disk on fire (run with --verbose for details)\n"
+    )
+    assert (out / "genre_summary.csv").read_bytes() == before
+    assert not list(tmp_path.glob(".out.staging-*"))
