@@ -9,9 +9,18 @@ import nbclient
 import nbformat
 import pytest
 
+from pipeline.benchmark.results import read as read_results
+
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 ROWS = 5_000  # five genres: every cell runs, in seconds
+BENCH = {  # 03_benchmark: a tiny study (two engines, one 3,000-row file, one run each)
+    "PIPELINE_NB_BENCH_ROWS": "3000",
+    "PIPELINE_NB_BENCH_ENGINES": "pandas,dask-threads",
+    "PIPELINE_NB_BENCH_WORKLOADS": "summary,full",
+    "PIPELINE_NB_BENCH_REPEATS": "1",
+    "PIPELINE_NB_BENCH_WARMUP": "0",
+}
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +62,17 @@ def test_notebooks_committed_without_outputs() -> None:
 def test_notebook_runs_top_to_bottom(
     path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_manager_factory
 ) -> None:
-    """Generate a small file, run the pipeline and draw everything; any error fails the test."""
+    """Generate a small file, run the pipeline (or a tiny benchmark study) and draw everything;
+    any error fails the test."""
     data, output = tmp_path / "data" / "tracks.csv", tmp_path / "output"
+    bench = tmp_path / "bench"
     monkeypatch.setenv("PIPELINE_NB_DATA", str(data))  # the kernel inherits the environment
     monkeypatch.setenv("PIPELINE_NB_ROWS", str(ROWS))
     monkeypatch.setenv("PIPELINE_NB_OUTPUT", str(output))
+    for name, value in BENCH.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PIPELINE_NB_BENCH_OUTPUT", str(bench / "results"))
+    monkeypatch.setenv("PIPELINE_NB_BENCH_DATA", str(bench / "data"))
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb,
@@ -66,6 +81,16 @@ def test_notebook_runs_top_to_bottom(
         resources={"metadata": {"path": str(NOTEBOOK_DIR)}},  # the kernel's working directory
     )
     client.execute()  # raises CellExecutionError, naming the cell, on the first error
+    if path.stem == "03_benchmark":
+        runs = read_results(bench / "results" / "results.csv")
+        measured = {(run["workload"], run["engine"]) for run in runs}
+        workloads = BENCH["PIPELINE_NB_BENCH_WORKLOADS"].split(",")
+        engines = BENCH["PIPELINE_NB_BENCH_ENGINES"].split(",")
+        assert measured == {(w, e) for w in workloads for e in engines}
+        assert all(run["status"] == "ok" for run in runs), runs
+        assert (bench / "results" / "table.md").exists()
+        assert not output.exists()  # nothing else written
+        return
     assert data.exists()
     assert (output / "_SUCCESS").exists()
     for name in ("genre_summary.csv", "top_tracks.csv", "manifest.json", "tracks"):

@@ -37,13 +37,17 @@ def tree_cpu_seconds() -> float:
 
 
 def own_peak_mb() -> float:
-    """This process's peak resident memory in MB (0 where the OS does not say)."""
+    """This process's peak resident memory in MB (0 where the OS does not say).
+
+    Linux's VmHWM starts fresh in a new process; ``ru_maxrss`` would be inherited from the
+    parent across fork, so a run could never report less than the process that started it.
+    """
     try:
-        import resource
-    except ImportError:
+        with open("/proc/self/status") as f:
+            hwm = next(line for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
         return 0.0
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1e6
+    return int(hwm.split()[1]) * 1024 / 1e6  # kB
 
 
 def measure(module: str, workload: str, path: str, out_dir: str | None) -> dict[str, Any]:
