@@ -177,6 +177,7 @@ def test_run_module_default_generates_data_and_runs(tmp_path: Path) -> None:
     for word in ("partitions", "dashboard http://127.0.0.1:", "seconds", "outputs"):
         assert word in done.stdout
     assert {p.name for p in (tmp_path / "output").iterdir()} == CONTRACT
+    assert "Completed" not in done.stdout  # no progress bar when the output is not a terminal
     want_summary, want_top = reference(tmp_path / "data" / "dataset.csv")
     assert_frames_match(pd.read_csv(tmp_path / "output" / "genre_summary.csv"), want_summary)
     assert_frames_match(pd.read_csv(tmp_path / "output" / "top_tracks.csv"), want_top)
@@ -339,7 +340,10 @@ def test_run_warns_when_dashboard_leaves_loopback(small_csv: Path, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_run_sigterm_leaves_previous_output_and_no_staging(large_csv: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_run_signal_leaves_previous_output_and_no_staging(
+    large_csv: Path, tmp_path: Path, signum: int
+) -> None:
     src = large_csv
     out = tmp_path / "out"
     (out).mkdir()
@@ -347,7 +351,7 @@ def test_run_sigterm_leaves_previous_output_and_no_staging(large_csv: Path, tmp_
     (out / "genre_summary.csv").write_text("previous\n")
     proc = popen_run(src, "-o", out)
     wait_until_writing(proc, out)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.strip() == "error: interrupted; the previous output is untouched"
@@ -445,4 +449,25 @@ def test_run_task_that_always_fails_exit_1_previous_output_intact(
         "error: OSError: disk on fire (run with --verbose for details)\n"
     )
     assert (out / "genre_summary.csv").read_bytes() == before
+    assert not list(tmp_path.glob(".out.staging-*"))
+
+
+def test_run_interrupted_while_writing_leaves_previous_output(
+    small_csv: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Ctrl-C after the compute, while the outputs are being written (simulated)."""
+    out = tmp_path / "out"
+    assert run_cli(small_csv, "--output", out) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real = io.write_csv
+
+    def interrupted(df: pd.DataFrame, path: Path) -> None:
+        real(df, path)
+        if path.name == "top_tracks.csv":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "write_csv", interrupted)
+    assert run_cli(small_csv, "--output", out) == 130
+    assert capsys.readouterr().err == "error: interrupted; the previous output is untouched\n"
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not list(tmp_path.glob(".out.staging-*"))
