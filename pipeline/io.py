@@ -125,9 +125,13 @@ def plan_blocks(
     return blocks
 
 
+def _is_utf8_name(encoding: str) -> bool:
+    return codecs.lookup(encoding).name == "utf-8"
+
+
 def _sig(encoding: str) -> str:
     """UTF-8 files may start with a byte-order mark: read it as such."""
-    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    return "utf-8-sig" if _is_utf8_name(encoding) else encoding
 
 
 def file_size(path: str) -> int:
@@ -140,7 +144,7 @@ def read_block(block: Block) -> bytes:
     offset (a file in another, ASCII-compatible encoding is transcoded here)."""
     with fsspec.open(block.path, "rb") as f:
         data = _read_block(f, block.offset, block.length, delimiter=b"\n")
-    if codecs.lookup(block.encoding).name == "utf-8":
+    if _is_utf8_name(block.encoding):
         return data
     try:
         return data.decode(block.encoding).encode("utf-8")
