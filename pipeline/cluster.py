@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import json
 import logging
+import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import dask
 from distributed import Client, LocalCluster
+from distributed.comm import connect as comm_connect
+from distributed.comm import get_address_host, parse_address
+from distributed.security import Security
+from distributed.versions import VersionMismatchWarning, scheduler_relevant_packages
 
 from pipeline.config import Config
+from pipeline.io import InputError
+
+log = logging.getLogger("pipeline")
+PACKAGE = "genre-pipeline"  # tasks call its functions: the workers need the same version
 
 
 @contextmanager
@@ -19,7 +33,11 @@ def connect(cfg: Config) -> Iterator[Client]:
     An existing cluster (``cfg.scheduler``) is never shut down: only our client is closed.
     """
     if cfg.scheduler:
-        with Client(cfg.scheduler, timeout="10s") as client:
+        with existing_client(cfg) as client:
+            if not client.nthreads():  # a batch or cloud cluster whose workers are starting
+                log.warning("waiting for the first worker to join %s (Ctrl-C stops)", cfg.scheduler)
+                client.wait_for_workers(1)
+            check_versions(client)
             yield client
         return
     # Threads in one process talk in-process (no port at all); processes talk TCP on loopback.
@@ -43,6 +61,128 @@ def connect(cfg: Config) -> Iterator[Client]:
         Client(cluster) as client,
     ):
         yield client
+
+
+def scheduler_address(address: str | None, scheduler_file: str | None) -> str | None:
+    """The existing scheduler to run on: ``--scheduler``, else the address in
+    ``--scheduler-file``, else Dask's ``scheduler-address`` setting (which Dask reads from
+    DASK_SCHEDULER_ADDRESS); None for a local cluster."""
+    if address:
+        return address
+    if scheduler_file:
+        try:
+            return str(json.loads(Path(scheduler_file).read_text())["address"])
+        except FileNotFoundError:
+            raise InputError(
+                f"--scheduler-file {scheduler_file}: no such file; it is written by "
+                f"`dask scheduler --scheduler-file {scheduler_file}`"
+            ) from None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise InputError(
+                f"--scheduler-file {scheduler_file}: not a Dask scheduler file "
+                f"({type(err).__name__}: {err})"
+            ) from None
+    return dask.config.get("scheduler-address", None) or None
+
+
+def security(cfg: Config) -> Security:
+    """TLS files given as options; the others (all, when none is given) from Dask's config."""
+    files = {"tls_ca_file": cfg.tls_ca_file, "tls_client_cert": cfg.tls_cert}
+    sec = Security(**{k: v for k, v in {**files, "tls_client_key": cfg.tls_key}.items() if v})
+    tls = sec.get_tls_config_for_role("client")
+    if str(cfg.scheduler).startswith("tls://") and not (tls["ca_file"] and tls["cert"]):
+        raise InputError(
+            f"{cfg.scheduler}: TLS needs a CA file and a client certificate: --tls-ca-file and "
+            "--tls-cert (and --tls-key), or distributed.comm.tls.ca-file and "
+            "distributed.comm.tls.client.cert in Dask's configuration"
+        )
+    return sec
+
+
+@contextmanager
+def existing_client(cfg: Config) -> Iterator[Client]:
+    """A client of ``cfg.scheduler``, or one clear error within ``cfg.connect_timeout``."""
+    sec, where = security(cfg), f"the Dask scheduler at {cfg.scheduler}"
+    hint = "(--scheduler, --scheduler-file or DASK_SCHEDULER_ADDRESS)"
+    try:
+        handshake(cfg.scheduler or "", cfg.connect_timeout, sec)
+        with warnings.catch_warnings():
+            # Dask warns with a table; check_versions says it in one line
+            warnings.simplefilter("ignore", VersionMismatchWarning)
+            client = Client(cfg.scheduler, timeout=cfg.connect_timeout, security=sec)
+    except TimeoutError:
+        raise InputError(
+            f"{where} did not answer within {cfg.connect_timeout:g} s; check that it runs and "
+            f"the address {hint}, or allow longer with --connect-timeout"
+        ) from None
+    except OSError as err:  # reset, TLS handshake failed
+        reason = str(err) or f"{type(err).__name__}: {err.__cause__}"
+        raise InputError(
+            f"cannot connect to {where}: {reason}; check the address {hint} and the TLS settings"
+        ) from err
+    with client:
+        yield client
+
+
+def handshake(address: str, timeout: float, sec: Security) -> None:
+    """Open and close one connection (Dask's handshake included) within ``timeout`` seconds,
+    else TimeoutError: Dask's Client waits forever on a port that accepts but never answers
+    (an HTTP port, say)."""
+
+    async def hello() -> None:
+        # Dask's own limit is longer so that a refused port also ends in our TimeoutError
+        args = sec.get_connection_args("client")
+        comm = await comm_connect(address, timeout=2 * timeout, **args)
+        await comm.close()
+
+    with ThreadPoolExecutor(1) as pool:  # an event loop of its own, also under Jupyter's
+        pool.submit(asyncio.run, asyncio.wait_for(hello(), timeout)).result()
+
+
+def check_versions(client: Client) -> None:
+    """Refuse a cluster whose package versions differ from ours, in one line: Dask only warns
+    (with a table), and tasks may then fail far into the run."""
+    found = client.get_versions(packages=[PACKAGE])
+    if mismatches := version_mismatches(found):
+        raise InputError(
+            f"the cluster at {client.scheduler.address} has other package versions than this "
+            f"machine: {'; '.join(mismatches)}; install the same versions on every node "
+            f"(and pip install {PACKAGE} there)"
+        )
+
+
+def version_mismatches(found: dict) -> list[str]:
+    """``dask: client 2026.8.0, scheduler 2026.1.0, workers 2026.1.0`` for each package whose
+    versions differ, by Dask's own rule (the scheduler counts only for the packages it uses)."""
+    mismatches = []
+    for package, ours in found["client"]["packages"].items():
+        where = {"client": {ours}}
+        if package in scheduler_relevant_packages:
+            where["scheduler"] = {found["scheduler"]["packages"].get(package)}
+        where["workers"] = {w["packages"].get(package) for w in found["workers"].values()}
+        if len(set.union(*where.values())) > 1:
+            seen = ", ".join(
+                f"{k} {'/'.join(sorted(str(v or 'missing') for v in vs))}"
+                for k, vs in where.items()
+            )
+            mismatches.append(f"{package}: {seen}")
+    return mismatches
+
+
+def unencrypted_remote(address: str) -> bool:
+    """Whether ``address`` reaches another machine over plain TCP (or WebSocket): Dask then
+    neither authenticates nor encrypts."""
+    scheme, _ = parse_address(address)
+    if scheme not in ("tcp", "ws"):
+        return False
+    try:
+        host = get_address_host(address)
+    except ValueError:  # no port: connecting fails with its own message
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return host != "localhost"
 
 
 def describe(client: Client) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_INPUT = Path("data/dataset.csv")
 MIB = 1 << 20
@@ -15,7 +16,9 @@ class Config:
     """Settings of one run; invalid values raise ``ValueError`` naming the value."""
 
     input: str = str(DEFAULT_INPUT)
-    output: Path = Path("output")
+    output: str = "output"  # a directory, or an fsspec URL (s3://bucket/prefix)
+    # fsspec's options for input and output URLs; not in the repr: they may hold credentials
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False, hash=False)
     top: int = 10
     blocksize: int | None = None  # bytes per partition; None: chosen from file size and threads
     processes: bool = False  # worker processes, or threads in one process
@@ -23,7 +26,11 @@ class Config:
     threads_per_worker: int = field(default_factory=lambda: os.cpu_count() or 1)
     memory_limit: str = "auto"
     dashboard_address: str = "127.0.0.1:8787"
-    scheduler: str | None = None
+    scheduler: str | None = None  # an existing scheduler's address (see cluster.scheduler_address)
+    connect_timeout: float = 5.0  # seconds to reach an existing scheduler
+    tls_ca_file: str | None = None  # TLS to a tls:// scheduler; unset: Dask's distributed.comm.tls
+    tls_cert: str | None = None
+    tls_key: str | None = None
     progress: bool = False  # a progress bar (the CLI shows one on a terminal)
     report: str | None = None  # save Dask's performance report (HTML) here
     keep_alive: bool = False  # keep the cluster and dashboard up after the run until Ctrl-C
@@ -32,7 +39,8 @@ class Config:
     max_rejects: float | None = None  # more rejected rows fail the run: a count, or a fraction < 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "output", Path(self.output))
+        object.__setattr__(self, "output", str(self.output))
+        object.__setattr__(self, "storage_options", dict(self.storage_options))
         for name in ("top", "workers", "threads_per_worker"):
             if getattr(self, name) < 1:
                 raise ValueError(
@@ -50,6 +58,27 @@ class Config:
             raise ValueError(f"--encoding {self.encoding}: only ASCII-compatible encodings work")
         if self.blocksize is not None and self.blocksize < 1024:
             raise ValueError(f"--blocksize must be at least 1 KiB, got {self.blocksize} bytes")
+        if self.connect_timeout <= 0:
+            raise ValueError(
+                f"--connect-timeout must be above 0 seconds, got {self.connect_timeout}"
+            )
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        """TLS files are for a tls:// scheduler and must exist."""
+        files = {
+            "--tls-ca-file": self.tls_ca_file,
+            "--tls-cert": self.tls_cert,
+            "--tls-key": self.tls_key,
+        }
+        given = {option: path for option, path in files.items() if path}
+        if given and not (self.scheduler or "").startswith("tls://"):
+            raise ValueError(
+                f"{', '.join(given)}: only for a tls:// scheduler, got {self.scheduler or 'none'}"
+            )
+        for option, path in given.items():
+            if not Path(path).is_file():
+                raise ValueError(f"{option} {path}: no such file")
 
     def reject_limit(self, rows: int) -> int | None:
         """The most rejected rows a run of ``rows`` rows may have, or None for no limit."""

@@ -13,15 +13,18 @@ import codecs
 import csv
 import fcntl
 import io
+import itertools
 import json
 import os
+import posixpath
 import shutil
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
+from typing import Any
+from urllib.parse import quote, unquote
 
 import fsspec
 import numpy as np
@@ -29,18 +32,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.spec import AbstractFileSystem
 from fsspec.utils import read_block as _read_block
 
 from pipeline import schema
 
 REJECT_COLUMNS = ("file", "line", "reason", "index", *schema.NAMES, "extra")
-_TRACKS_PARTITIONING = ds.partitioning(pa.schema([(schema.GENRE, pa.string())]), flavor="hive")
 # Dictionary-encode only the columns that repeat (ids and names are nearly unique): faster.
-_PARQUET_OPTIONS = ds.ParquetFileFormat().make_write_options(
-    use_dictionary=["artists", "album_name", "explicit", "key", "mode", "time_signature"]
-)
+_DICTIONARY = ["artists", "album_name", "explicit", "key", "mode", "time_signature"]
+# fsspec's options for the filesystem of an input or output URL (s3fs: endpoint_url, key, ...)
+StorageOptions = Mapping[str, Any]
 
 
 class InputError(Exception):
@@ -59,14 +63,38 @@ class Block:
     header: tuple[str, ...]
     last: bool = True  # the file's last block: an unterminated quote here is a real error
     encoding: str = "utf-8"  # of the file; blocks are transcoded to UTF-8 when read
+    # to open ``path`` on the workers; not in the repr: it may hold credentials
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False, hash=False)
+
+
+# -- filesystems --------------------------------------------------------------------------------
+
+
+def _fs(url: str | Path, storage_options: StorageOptions | None) -> tuple[AbstractFileSystem, str]:
+    """The filesystem of a path or URL, and the path on it. Listings are never cached across
+    calls: other threads, processes and machines write the same prefixes."""
+    fs, path = fsspec.core.url_to_fs(str(url), **(storage_options or {}))
+    fs.invalidate_cache()
+    return fs, path
+
+
+def _local(fs: AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def _open(path: str, storage_options: StorageOptions | None = None) -> Any:
+    """An input file to read in binary, fetching only the bytes read (s3fs would otherwise
+    read 50 MiB ahead at every read)."""
+    fs, path = _fs(path, storage_options)
+    return fs.open(path, "rb", cache_type="none")
 
 
 # -- planning -----------------------------------------------------------------------------------
 
 
-def expand_input(urlpath: str) -> list[str]:
+def expand_input(urlpath: str, storage_options: StorageOptions | None = None) -> list[str]:
     """The files an input names (a path, a glob or an fsspec URL), sorted, checked readable."""
-    fs, _, paths = fsspec.get_fs_token_paths(urlpath)
+    fs, _, paths = fsspec.get_fs_token_paths(urlpath, storage_options=storage_options)
     if not paths:
         raise InputError(f"{urlpath}: no file matches this pattern; check the path or glob")
     for path in paths:
@@ -80,11 +108,14 @@ def expand_input(urlpath: str) -> list[str]:
     return sorted(paths) if protocol == "file" else [fs.unstrip_protocol(p) for p in sorted(paths)]
 
 
-def read_header(path: str, encoding: str = "utf-8") -> tuple[str, ...]:
-    """The column names of a file's first line, checked against the schema."""
+def read_header(
+    path: str, encoding: str = "utf-8", storage_options: StorageOptions | None = None
+) -> tuple[str, ...]:
+    """The column names of a file's first line (within its first 64 KiB), checked against the
+    schema."""
     try:
-        with fsspec.open(path, "rb") as f:
-            first = f.readline(1 << 20)
+        with _open(path, storage_options) as f:
+            first = f.read(1 << 16).split(b"\n", 1)[0]
     except PermissionError as err:
         raise InputError(f"{path}: cannot be read ({err.strerror}); check its permissions") from err
     try:
@@ -110,18 +141,22 @@ def plan_blocks(
     blocksize: int,
     whole: frozenset[str] = frozenset(),
     encoding: str = "utf-8",
+    storage_options: StorageOptions | None = None,
 ) -> list[Block]:
     """Split every file into blocks of about ``blocksize`` bytes, in file order; the files in
     ``whole`` (with line breaks inside values) stay one block each."""
     blocks: list[Block] = []
+    options = dict(storage_options or {})
     for path in paths:
-        header = read_header(path, encoding)
-        size = file_size(path)
+        header = read_header(path, encoding, options)
+        size = file_size(path, options)
         step = size if path in whole else blocksize
         for index, offset in enumerate(range(0, size, step)):
             length = min(step, size - offset)
             last = offset + length >= size
-            blocks.append(Block(path, len(blocks), index, offset, length, header, last, encoding))
+            blocks.append(
+                Block(path, len(blocks), index, offset, length, header, last, encoding, options)
+            )
     return blocks
 
 
@@ -134,15 +169,15 @@ def _sig(encoding: str) -> str:
     return "utf-8-sig" if _is_utf8_name(encoding) else encoding
 
 
-def file_size(path: str) -> int:
-    with fsspec.open(path, "rb") as f:
+def file_size(path: str, storage_options: StorageOptions | None = None) -> int:
+    with _open(path, storage_options) as f:
         return f.size
 
 
 def read_block(block: Block) -> bytes:
     """The bytes of a block, as UTF-8: whole lines, from the line starting at or after its
     offset (a file in another, ASCII-compatible encoding is transcoded here)."""
-    with fsspec.open(block.path, "rb") as f:
+    with _open(block.path, block.storage_options) as f:
         data = _read_block(f, block.offset, block.length, delimiter=b"\n")
     if _is_utf8_name(block.encoding):
         return data
@@ -161,9 +196,9 @@ def _without_header(data: bytes, block: Block) -> bytes:
     return data[data.find(b"\n") + 1 :] if block.index == 0 else data
 
 
-def parse_fast(data: bytes, block: Block) -> pa.Table | None:
-    """The block's rows as a typed Arrow table, or None when some line has the wrong number of
-    fields or a value does not convert (the exact parser then finds which)."""
+def parse_fast(data: bytes, block: Block, columns: Sequence[str] = schema.NAMES) -> pa.Table | None:
+    """The block's rows as a typed Arrow table of ``columns``, or None when some line has the
+    wrong number of fields or a value does not convert (the exact parser then finds which)."""
     if not _is_utf8(data):
         return None  # the exact parser names the line (pyarrow would only print a warning)
     wrong_width: list[int] = []
@@ -179,7 +214,7 @@ def parse_fast(data: bytes, block: Block) -> pa.Table | None:
             parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
             convert_options=pacsv.ConvertOptions(
                 column_types=schema.ARROW_TYPES,
-                include_columns=list(schema.NAMES),
+                include_columns=list(columns),
                 null_values=[""],
                 strings_can_be_null=True,
                 true_values=list(schema.TRUE_VALUES),
@@ -259,40 +294,74 @@ class BadBytes(Exception):
         line = self.line + 1
         if self.block.offset:  # the block starts after the first line end at its offset
             line += 1
-            with fsspec.open(self.block.path, "rb") as f:
+            with _open(self.block.path, self.block.storage_options) as f:
                 for start in range(0, self.block.offset, 1 << 24):
                     line += f.read(min(1 << 24, self.block.offset - start)).count(b"\n")
         return InputError(f"{self.block.path}:{line}: {self.problem}; fix or remove that line")
 
 
 # -- writing ------------------------------------------------------------------------------------
+#
+# Outputs are written through the URL's fsspec filesystem, except where a local path has a
+# faster way of its own (pyarrow's local files, os.rename, flock), which local paths keep.
 
 
-def write_tracks(table: pa.Table, root: str, basename: str) -> list[str]:
+def _arrow_fs(fs: AbstractFileSystem) -> pafs.FileSystem | None:
+    """For pyarrow: None (its own local filesystem) for local paths, else the fsspec one."""
+    return None if _local(fs) else pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+
+
+def write_tracks(
+    table: pa.Table, root: str, basename: str, storage_options: StorageOptions | None = None
+) -> list[str]:
     """Write clean rows as Parquet under ``root``, one directory per genre (hive style, the
-    genre percent-encoded so no value can leave ``root``); return the files written."""
-    written: list[str] = []
+    genre percent-encoded so no value can leave ``root``); return the files written.
+
+    One ``pq.write_table`` per genre: unlike ``pyarrow.dataset.write_dataset``, calls from
+    several threads at once run in parallel (measured: 1.7x on 2 threads, write_dataset 1.0x).
+    """
     if not table.num_rows:
-        return written
-    ds.write_dataset(
-        table,
-        root,
-        format="parquet",
-        partitioning=_TRACKS_PARTITIONING,
-        file_options=_PARQUET_OPTIONS,
-        use_threads=False,  # one block per task already keeps every core busy
-        basename_template=basename + "-{i}.parquet",
-        existing_data_behavior="overwrite_or_ignore",
-        file_visitor=lambda f: written.append(f.path),
-    )
-    return written
+        return []
+    fs, root = _fs(root, storage_options)
+    genres = pc.dictionary_encode(table[schema.GENRE]).combine_chunks()
+    order = pc.sort_indices(genres.indices)  # stable: rows keep their order within a genre
+    rows = table.drop_columns([schema.GENRE]).take(order)
+    codes = genres.indices.take(order).to_numpy()
+    starts = [0, *(np.flatnonzero(np.diff(codes)) + 1), len(codes)]
+    written = []
+    for start, end in itertools.pairwise(starts):
+        genre = genres.dictionary[codes[start]].as_py()
+        directory = f"{root}/{schema.GENRE}={quote(genre, safe='')}"
+        if _local(fs):  # object stores have no directories
+            os.makedirs(directory, exist_ok=True)
+        written.append(f"{directory}/{basename}.parquet")
+        pq.write_table(
+            rows.slice(start, end - start),
+            written[-1],
+            use_dictionary=_DICTIONARY,
+            filesystem=_arrow_fs(fs),
+        )
+    return written if _local(fs) else [fs.unstrip_protocol(p) for p in written]
 
 
-def read_tracks_file(path: str) -> pd.DataFrame:
+def read_tracks_file(path: str, storage_options: StorageOptions | None = None) -> pd.DataFrame:
     """One Parquet file written by :func:`write_tracks`, its genre column restored."""
-    df = pq.read_table(path).to_pandas()
+    fs, path = _fs(path, storage_options)
+    df = pq.read_table(path, filesystem=_arrow_fs(fs)).to_pandas()
     df[schema.GENRE] = genre_of_file(path)
     return df[list(schema.NAMES)]
+
+
+def read_tracks_columns(
+    path: str, columns: list[str], storage_options: StorageOptions | None = None
+) -> pa.Table:
+    """Some columns of one Parquet file written by :func:`write_tracks` (``ParquetFile`` is
+    measured 2.7x faster than ``read_table`` on these small files)."""
+    fs, path = _fs(path, storage_options)
+    if _local(fs):
+        return pq.ParquetFile(path).read(columns=columns)
+    with fs.open(path, "rb") as f:
+        return pq.ParquetFile(f).read(columns=columns)
 
 
 def genre_of_file(path: str) -> str:
@@ -300,59 +369,69 @@ def genre_of_file(path: str) -> str:
     return unquote(Path(path).parent.name.split("=", 1)[1])
 
 
-def rewrite_tracks_file(path: str, df: pd.DataFrame) -> None:
+def rewrite_tracks_file(
+    path: str, df: pd.DataFrame, storage_options: StorageOptions | None = None
+) -> None:
     """Replace a Parquet file of :func:`write_tracks` by ``df``'s rows (removed if none)."""
+    fs, path = _fs(path, storage_options)
     if df.empty:
-        os.remove(path)
+        fs.rm_file(path)
     else:
         pq.write_table(
-            pa.Table.from_pandas(df.drop(columns=schema.GENRE), preserve_index=False), path
+            pa.Table.from_pandas(df.drop(columns=schema.GENRE), preserve_index=False),
+            path,
+            filesystem=_arrow_fs(fs),
         )
 
 
-KEY_BUCKETS = 16  # (track_id, genre) keys are spread over this many files per block, by genre
+def exists(url: str, storage_options: StorageOptions | None = None) -> bool:
+    fs, path = _fs(url, storage_options)
+    return fs.exists(path)
 
 
-def write_keys(keys: pa.Table, root: str, ordinal: int) -> None:
-    """Spill a block's (track_id, track_genre) keys to disk, one Arrow file per bucket; a
-    genre always lands in the same bucket (duplicates never cross genres)."""
-    genres = pc.dictionary_encode(keys[schema.GENRE]).combine_chunks()
-    names = genres.dictionary.to_pylist()
-    of_genre = np.array([zlib.crc32(g.encode()) % KEY_BUCKETS for g in names], dtype=int)
-    bucket = of_genre[genres.indices.to_numpy()] if len(of_genre) else np.zeros(0, int)
-    for b in range(KEY_BUCKETS):
-        os.makedirs(f"{root}/{b:02d}", exist_ok=True)
-        with pa.OSFile(f"{root}/{b:02d}/part-{ordinal:05d}.arrow", "wb") as f:
-            part = keys.filter(pa.array(bucket == b))
-            with pa.ipc.new_file(f, part.schema) as writer:
-                writer.write_table(part)
+def count_parquet_rows(root: str | Path, storage_options: StorageOptions | None = None) -> int:
+    """Rows in the Parquet files under ``root``, from their footers one file at a time
+    (``pyarrow.dataset`` holds every file's metadata at once: measured 520 MB and 1.7 s for
+    10,000 files, against a process of 85 MB and 0.65 s)."""
+    fs, root = _fs(root, storage_options)
+    if not fs.exists(root):
+        return 0
+    files = [f for f in fs.find(root) if f.endswith(".parquet")]
+    return sum(pq.read_metadata(f, filesystem=_arrow_fs(fs)).num_rows for f in files)
 
 
-def read_keys(root: str, bucket: int, blocks: int) -> list[pa.Table]:
-    """The keys of one bucket of every block, in block order."""
-    paths = [f"{root}/{bucket:02d}/part-{i:05d}.arrow" for i in range(blocks)]
-    return [pa.ipc.open_file(pa.memory_map(p)).read_all() for p in paths]
-
-
-def count_parquet_rows(root: Path) -> int:
-    """Rows in the Parquet files under ``root`` (from their footers)."""
-    return ds.dataset(root, format="parquet").count_rows() if root.exists() else 0
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
+def write_csv(df: pd.DataFrame, url: str, storage_options: StorageOptions | None = None) -> None:
     """A CSV output, numbers at full precision (floats round-trip)."""
-    df.to_csv(path, index=False)
+    fs, path = _fs(url, storage_options)
+    with fs.open(path, "wb") as f:
+        df.to_csv(f, index=False)
 
 
-def write_json(obj: dict, path: Path) -> None:
-    path.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+def write_text(text: str, url: str, storage_options: StorageOptions | None = None) -> None:
+    fs, path = _fs(url, storage_options)
+    fs.pipe_file(path, text.encode())
+
+
+def write_json(obj: dict, url: str, storage_options: StorageOptions | None = None) -> None:
+    write_text(json.dumps(obj, indent=2, default=str) + "\n", url, storage_options)
 
 
 # -- atomic publish -----------------------------------------------------------------------------
+#
+# Locally: a staging directory beside the output, swapped in by two renames, under a lock.
+# Object stores have neither renames nor locks: the old output loses its _SUCCESS first, then
+# its objects; the staged objects are copied into place, _SUCCESS last (README: Object storage).
 
 
-def staging_dir(output: Path) -> Path:
-    """A fresh staging directory beside ``output``; stale ones of dead runs are removed first."""
+def staging_dir(output: str | Path, storage_options: StorageOptions | None = None) -> str:
+    """A fresh staging directory beside ``output``; locally, stale ones of dead runs are
+    removed first (elsewhere no pid tells a dead run's prefix from a live one's)."""
+    fs, path = _fs(output, storage_options)
+    if not _local(fs):
+        parent, name = posixpath.split(path)
+        staging = f".{name}.staging-{uuid.uuid4().hex[:12]}"
+        return fs.unstrip_protocol(posixpath.join(parent, staging))
+    output = Path(path)
     output.parent.mkdir(parents=True, exist_ok=True)
     for stale in output.parent.glob(f".{output.name}.staging-*"):
         pid = stale.name.rsplit("-", 1)[-1]
@@ -361,7 +440,7 @@ def staging_dir(output: Path) -> Path:
     stage = output.parent / f".{output.name}.staging-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
-    return stage
+    return str(stage)
 
 
 def _alive(pid: int) -> bool:
@@ -374,12 +453,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def check_output_target(output: Path) -> None:
+def check_output_target(output: str | Path, storage_options: StorageOptions | None = None) -> None:
     """Refuse to replace a directory that is not an earlier output of this pipeline."""
-    if output.exists() and not output.is_dir():
+    fs, path = _fs(output, storage_options)
+    if not posixpath.dirname(path):
+        raise InputError(f"{output}: is a bucket; choose a prefix in it, like s3://bucket/out")
+    if fs.exists(path) and not fs.isdir(path):
         raise InputError(f"{output}: exists and is not a directory; choose another --output")
-    ours = (output / "_SUCCESS").exists() or (output / "manifest.json").exists()
-    if output.is_dir() and any(output.iterdir()) and not ours:
+    ours = fs.exists(f"{path}/_SUCCESS") or fs.exists(f"{path}/manifest.json")
+    if fs.isdir(path) and fs.ls(path, detail=False) and not ours:
         raise InputError(
             f"{output}: exists and is not a genre-pipeline output; refusing to replace it. "
             "Choose another --output or empty that directory"
@@ -387,9 +469,17 @@ def check_output_target(output: Path) -> None:
 
 
 @contextmanager
-def output_lock(output: Path) -> Iterator[None]:
+def output_lock(
+    output: str | Path, storage_options: StorageOptions | None = None
+) -> Iterator[None]:
     """Hold an exclusive lock on ``output`` (a lock file beside it): two runs never write the
-    same output at once; the second one refuses at once."""
+    same output at once; the second one refuses at once. Object stores have no locks: there,
+    no lock is taken."""
+    fs, path = _fs(output, storage_options)
+    if not _local(fs):
+        yield
+        return
+    output = Path(path)
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output.parent / f".{output.name}.lock", "w") as lock:
         try:
@@ -402,11 +492,62 @@ def output_lock(output: Path) -> Iterator[None]:
         yield
 
 
-def publish(stage: Path, output: Path) -> None:
-    """Swap the complete staging directory into place of ``output``."""
-    check_output_target(output)
+def publish(stage: str, output: str | Path, storage_options: StorageOptions | None = None) -> None:
+    """Put the complete staging directory in place of ``output``."""
+    check_output_target(output, storage_options)
+    fs, path = _fs(output, storage_options)
+    staged = _fs(stage, storage_options)[1]
+    if not _local(fs):
+        _publish_by_copying(fs, staged, path)
+        return
+    output, stage = Path(path), Path(staged)
     old = output.parent / f".{output.name}.old-{os.getpid()}"
     if output.exists():
         output.rename(old)
     stage.rename(output)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _publish_by_copying(fs: AbstractFileSystem, stage: str, output: str) -> None:
+    """Publish on an object store: the old output is marked incomplete (its _SUCCESS deleted)
+    before anything else changes, and the new one complete (_SUCCESS) after all else is in.
+    A manifest.json stays throughout, so a publish cut short still counts as our output."""
+    if fs.exists(f"{output}/_SUCCESS"):
+        fs.rm_file(f"{output}/_SUCCESS")
+    old = [f for f in fs.find(output) if f != f"{output}/manifest.json"]
+    if old:
+        fs.rm(old)
+    first, last = f"{stage}/manifest.json", f"{stage}/_SUCCESS"
+    for files in ([first], [f for f in fs.find(stage) if f not in (first, last)], [last]):
+        _copy(fs, files, stage, output)
+    fs.rm(stage, recursive=True)
+
+
+def _copy(fs: AbstractFileSystem, files: list[str], src: str, dst: str) -> None:
+    """Copy ``files`` under ``src`` to the same places under ``dst`` (s3fs: concurrently)."""
+    if files:
+        fs.copy(files, [dst + f[len(src) :] for f in files])
+
+
+def keep_tracks(work: str, stage: str, storage_options: StorageOptions | None = None) -> None:
+    """Move the Parquet files of the attempt that completed (``work``) to ``stage``/tracks and
+    remove every attempt's directory (with the files of abandoned attempts)."""
+    fs, work = _fs(work, storage_options)
+    stage = _fs(stage, storage_options)[1]
+    tracks = f"{work}/tracks"
+    if not _local(fs):  # no renames on object stores
+        _copy(fs, fs.find(tracks), tracks, f"{stage}/tracks")
+    elif fs.exists(tracks):
+        os.rename(tracks, f"{stage}/tracks")
+    for attempt in fs.glob(f"{stage}/_attempt-*"):
+        fs.rm(attempt, recursive=True)
+
+
+def remove_tree(url: str, storage_options: StorageOptions | None = None) -> None:
+    """Remove a directory and all in it, if there (errors ignored: this is a clean-up)."""
+    fs, path = _fs(url, storage_options)
+    if _local(fs):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    with suppress(OSError):
+        fs.rm(path, recursive=True)

@@ -1,21 +1,22 @@
 """The task graph of one run: blocks -> clean rows -> partials -> outputs, parsed once.
 
 Per block (one task each, in parallel): read the bytes, parse, validate, drop duplicates within
-the block, write the block's clean rows as Parquet, and keep only small things: the additive
-summary partial and the top rows per genre, the rejected rows; the kept (track_id, track_genre)
-pairs are spilled to disk in 16 buckets by genre. Partials merge in a tree as blocks finish.
+the block, write the block's clean rows as Parquet (a file per genre), and keep only small
+things: the additive summary partial and the top rows per genre, the rejected rows. Partials
+merge in a tree as blocks finish.
 
-A duplicate whose first occurrence lies in an earlier block is found from the spilled pairs
-once all blocks are read (one task per bucket). Such rows are rare (in the real file a repeated
-pair sits beside its twin, in the same block): they are removed from the block's Parquet file
-of their genre and subtracted from the summary partial (every field of it is additive); a genre
-whose top rows held such a row has its top rows recomputed from its Parquet files.
+Once every block is written, each genre's files are read back, only their track_id and
+artists columns and one genre at a time (so memory stays flat however large the input), to
+find the rows whose pair occurred in an earlier block and to count the genre's distinct
+artists. Such duplicates are rare (in the real file a repeated pair sits beside its twin, in
+the same block): they are removed from their Parquet file and subtracted from the summary
+partial (every field of it is additive); a genre whose top rows held such a row has its top
+rows recomputed from its Parquet files.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dask
@@ -23,11 +24,11 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline import io, schema, transforms
-from pipeline.io import Block
-from pipeline.schema import GENRE, KEY, TRACK_ID
+from pipeline.io import Block, StorageOptions
+from pipeline.schema import GENRE, TRACK_ID
 from pipeline.transforms import SummaryPartial
 
-KEYS = "_keys"  # staging subdirectory of the spilled (track_id, genre) pairs; not published
+GENRE_TASKS = 16  # tasks sharing the genres' duplicate search after the blocks
 
 
 @dataclass
@@ -87,55 +88,60 @@ def _no_rejects() -> pd.DataFrame:
     )
 
 
-def process_block(block: Block, top: int, stage: str) -> BlockResult:
+def process_block(
+    block: Block, top: int, stage: str, storage_options: StorageOptions | None = None
+) -> BlockResult:
     """All per-block work: one task per block."""
     table, rejected, rows, duplicates, newlines = clean_block(block)
-    io.write_keys(table.select(list(KEY)), f"{stage}/{KEYS}", block.ordinal)
-    files = io.write_tracks(table, f"{stage}/tracks", f"part-{block.ordinal:05d}")
-    unique = table.to_pandas()
+    files = io.write_tracks(table, f"{stage}/tracks", f"part-{block.ordinal:05d}", storage_options)
+    summary = transforms.summary_partial_arrow(table, with_pairs=False)
     return BlockResult(
         block=block,
         newlines=newlines,
         rows=rows,
         rejected=rejected,
         duplicates=duplicates,
-        kept=len(unique),
-        summary=transforms.summary_partial(unique),
-        top=transforms.top_partial(unique, top),
+        kept=table.num_rows,
+        summary=summary,
+        top=transforms.top_partial_arrow(table, summary.genres, top),
         files=files,
     )
 
 
-def bucket_duplicates(bucket: int, blocks: int, stage: str, _done: list[int]) -> pd.DataFrame:
-    """Later copies among one bucket of keys (``_done``: wait for every block)."""
-    return transforms.later_copies(io.read_keys(f"{stage}/{KEYS}", bucket, blocks))
-
-
-def remove_block_duplicates(
-    drops: list[pd.DataFrame], block: int, files: list[str]
-) -> pd.DataFrame:
-    """Remove this block's rows whose pair occurred in an earlier block from its Parquet files;
-    return the removed rows. Most blocks have none and return at once."""
-    mine = pd.concat([d[d["part"] == block] for d in drops])
+def genre_duplicates(
+    task: int, files: list[list[str]], storage_options: StorageOptions | None = None
+) -> tuple[pd.DataFrame, pd.Series]:
+    """For every ``GENRE_TASKS``-th genre from ``task`` on: remove the rows whose track_id
+    occurred in an earlier block of the genre from their Parquet file, and count the genre's
+    distinct artists among the rows that stay. Returns the removed rows and the counts."""
+    of_genre: dict[str, list[str]] = {}
+    for path in (p for block in files for p in block):  # in block order
+        of_genre.setdefault(io.genre_of_file(path), []).append(path)
     removed = [pd.DataFrame(columns=schema.NAMES)]
-    by_genre = {io.genre_of_file(p): p for p in files}
-    for genre, keys in mine.groupby(GENRE):  # one rewrite per affected file
-        df = io.read_tracks_file(by_genre[genre])
-        hit = df[TRACK_ID].isin(keys[TRACK_ID])
-        removed.append(df[hit])
-        io.rewrite_tracks_file(by_genre[genre], df[~hit])
-    return pd.concat(removed, ignore_index=True)
+    artists = {}
+    for genre in sorted(of_genre)[task::GENRE_TASKS]:  # one genre's ids and artists at a time
+        paths = of_genre[genre]
+        keys = [io.read_tracks_columns(p, [TRACK_ID, "artists"], storage_options) for p in paths]
+        later, artists[genre] = transforms.later_copies(keys)
+        for part, ids in later.groupby("part")[TRACK_ID]:  # one rewrite per affected file
+            df = io.read_tracks_file(paths[part], storage_options)
+            hit = df[TRACK_ID].isin(ids)
+            removed.append(df[hit])
+            io.rewrite_tracks_file(paths[part], df[~hit], storage_options)
+    return pd.concat(removed, ignore_index=True), pd.Series(artists, dtype="int64")
 
 
 def finish(
     summary: SummaryPartial,
     top: pd.DataFrame,
-    removed: list[pd.DataFrame],
+    dedup: list[tuple[pd.DataFrame, pd.Series]],
     n: int,
     files: list[list[str]],
+    storage_options: StorageOptions | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """The final summary and top tracks, corrected for removed cross-block duplicates."""
-    removed_rows = pd.concat(removed, ignore_index=True)
+    """The final summary and top tracks, corrected for removed cross-block duplicates; the
+    distinct artists per genre come from :func:`genre_duplicates`."""
+    removed_rows = pd.concat([removed for removed, _ in dedup], ignore_index=True)
     if not removed_rows.empty:
         removed_rows = removed_rows.astype(schema.PANDAS_DTYPES)
         summary = transforms.merge_summaries(
@@ -149,32 +155,58 @@ def finish(
                 p
                 for block in files
                 for p in block
-                if io.genre_of_file(p) in hit and Path(p).exists()
+                if io.genre_of_file(p) in hit and io.exists(p, storage_options)
             ]
-            rows = pd.concat([io.read_tracks_file(p) for p in paths]).astype(schema.PANDAS_DTYPES)
+            rows = pd.concat([io.read_tracks_file(p, storage_options) for p in paths])
+            rows = rows.astype(schema.PANDAS_DTYPES)
             top = transforms.merge_tops(
                 [top[~top[GENRE].isin(hit)], transforms.top_partial(rows, n)], n
             )
-    return transforms.finalize_summary(summary), transforms.finalize_top(top), len(removed_rows)
+    artists = pd.concat([artists for _, artists in dedup])
+    return (
+        transforms.finalize_summary(summary, artists),
+        transforms.finalize_top(top),
+        len(removed_rows),
+    )
 
 
-def build(blocks: list[Block], top: int, stage: str) -> dict[str, Any]:
-    """The lazy outputs of a run: one graph, every block parsed once."""
-    results = [dask.delayed(process_block)(b, top, stage) for b in blocks]
+def build(
+    blocks: list[Block], top: int, stage: str, storage_options: StorageOptions | None = None
+) -> dict[str, Any]:
+    """The lazy outputs of a run: one graph, every block parsed once; ``stage`` (a path or
+    URL) and ``storage_options`` say where the tasks write."""
+    results = [dask.delayed(process_block)(b, top, stage, storage_options) for b in blocks]
     merge_top = dask.delayed(lambda parts: transforms.merge_tops(parts, top))
     summary = transforms.tree_reduce(
         [r.summary for r in results], dask.delayed(transforms.merge_summaries)
     )
     tops = transforms.tree_reduce([r.top for r in results], merge_top)
-    done = [r.kept for r in results]
-    drops = [
-        dask.delayed(bucket_duplicates)(b, len(blocks), stage, done) for b in range(io.KEY_BUCKETS)
-    ]
     files = [r.files for r in results]
-    removed = [dask.delayed(remove_block_duplicates)(drops, i, f) for i, f in enumerate(files)]
-    outputs = dask.delayed(finish, nout=3)(summary, tops, removed, top, files)
+    dedup = [
+        dask.delayed(genre_duplicates)(task, files, storage_options) for task in range(GENRE_TASKS)
+    ]
+    outputs = dask.delayed(finish, nout=3)(summary, tops, dedup, top, files, storage_options)
     counts = [dask.delayed(_counts)(r) for r in results]
     return {"outputs": outputs, "counts": counts, "rejected": [r.rejected for r in results]}
+
+
+def summary_block(block: Block) -> SummaryPartial:
+    """The summary partial of a block's rows as they are (no validation, no deduplication),
+    parsing only the columns the summary needs."""
+    table = io.parse_fast(io.read_block(block), block, schema.SUMMARY_INPUT)
+    if table is None:
+        raise io.InputError(
+            f"{block.path}: some rows do not parse as the tracks schema; "
+            "python -m pipeline.run reports and skips them"
+        )
+    return transforms.summary_partial_arrow(table)
+
+
+def build_summary(blocks: list[Block]) -> Any:
+    """The lazy genre summary of every row: one task per block, then a tree merge."""
+    parts = [dask.delayed(summary_block)(b) for b in blocks]
+    merged = transforms.tree_reduce(parts, dask.delayed(transforms.merge_summaries))
+    return dask.delayed(transforms.finalize_summary)(merged)
 
 
 def _counts(r: BlockResult) -> tuple[int, int, int, int]:

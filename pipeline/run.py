@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import platform
-import shutil
 import signal
 import sys
 import time
@@ -18,11 +18,12 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from distributed import Client, performance_report
 
 from pipeline import io, job
-from pipeline.cluster import connect, describe
+from pipeline.cluster import connect, describe, scheduler_address, unencrypted_remote
 from pipeline.config import DEFAULT_INPUT, Config
 from pipeline.io import InputError
 
@@ -43,7 +44,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"CSV file, glob (data/part-*.csv) or fsspec URL; default {DEFAULT_INPUT}, "
         "written with synthetic data first when absent",
     )
-    p.add_argument("-o", "--output", default="output", help="output directory (default: output)")
+    p.add_argument(
+        "-o", "--output", default="output", help="output directory or URL (default: output)"
+    )
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an fsspec storage option for input and output URLs, e.g. "
+        "endpoint_url=http://127.0.0.1:9000; repeatable; a VALUE that is JSON (true, 30, "
+        '{...}, "text") is taken as JSON, any other as text',
+    )
     p.add_argument("--top", type=int, default=10, help="top tracks per genre (default: 10)")
     c = p.add_argument_group("cluster")
     c.add_argument(
@@ -78,8 +90,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     c.add_argument(
         "--scheduler",
         default=None,
-        help="address of an existing Dask scheduler to use instead of a local cluster",
+        metavar="ADDRESS",
+        help="address of an existing Dask scheduler to use instead of a local cluster, e.g. "
+        "tcp://host:8786 (default: --scheduler-file, else DASK_SCHEDULER_ADDRESS, else local)",
     )
+    c.add_argument(
+        "--scheduler-file",
+        default=None,
+        metavar="FILE",
+        help="the scheduler's address from the file `dask scheduler --scheduler-file` writes",
+    )
+    c.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="give up reaching an existing scheduler after this long (default: 5)",
+    )
+    c.add_argument("--tls-ca-file", default=None, help="CA certificate for a tls:// scheduler")
+    c.add_argument("--tls-cert", default=None, help="client certificate for a tls:// scheduler")
+    c.add_argument("--tls-key", default=None, help="its private key, unless in the --tls-cert file")
     r = p.add_argument_group("bad input")
     r.add_argument(
         "--encoding",
@@ -121,7 +151,8 @@ def make_config(args: argparse.Namespace) -> Config:
     threads = args.threads_per_worker or (1 if args.processes else cores)
     return Config(
         input=args.input or str(DEFAULT_INPUT),
-        output=Path(args.output),
+        output=args.output,
+        storage_options=_storage_options(args.storage_option),
         top=args.top,
         blocksize=parse_bytes(args.blocksize) if args.blocksize else None,
         processes=args.processes,
@@ -129,7 +160,11 @@ def make_config(args: argparse.Namespace) -> Config:
         threads_per_worker=threads,
         memory_limit=args.memory_limit,
         dashboard_address=args.dashboard_address,
-        scheduler=args.scheduler,
+        scheduler=scheduler_address(args.scheduler, args.scheduler_file),
+        connect_timeout=args.connect_timeout,
+        tls_ca_file=args.tls_ca_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         progress=not args.quiet and sys.stdout.isatty(),
         encoding=args.encoding,
         strict=args.strict,
@@ -144,6 +179,21 @@ def _fraction(text: str) -> float:
         return float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
         raise ValueError(f"--max-rejects must be a count or a fraction, got {text!r}") from None
+
+
+def _storage_options(pairs: list[str]) -> dict[str, Any]:
+    """``--storage-option KEY=VALUE`` pairs: a VALUE that parses as JSON is taken as JSON
+    (true, 30, {"region_name": "eu-west-1"}, "123"), any other as text."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not key or not equals:
+            raise ValueError(f"--storage-option expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 def check_rejects(cfg: Config, result: job.JobResult) -> None:
@@ -167,7 +217,7 @@ def setup_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(level=level, format="%(message)s", handlers=handlers, force=True)
     # Task failures are reported by the CLI in one line; Dask's own log of them only with -v.
     quiet = logging.ERROR if args.verbose else logging.CRITICAL
-    for noisy in ("distributed", "bokeh", "tornado", "asyncio"):
+    for noisy in ("distributed", "bokeh", "tornado", "asyncio", "botocore", "aiobotocore", "s3fs"):
         logging.getLogger(noisy).setLevel(quiet)
 
 
@@ -194,13 +244,15 @@ def versions() -> dict[str, str]:
 
 
 def execute(
-    cfg: Config, client: Client, stage: Path, paths: list[str], seconds: dict[str, float]
+    cfg: Config, client: Client, stage: str, paths: list[str], seconds: dict[str, float]
 ) -> tuple[job.JobResult, dict]:
     """Compute every output in one graph on the client's cluster; return results and facts."""
     cluster = describe(client)
-    total = sum(io.file_size(p) for p in paths)
+    total = sum(io.file_size(p, cfg.storage_options) for p in paths)
     blocksize = cfg.blocksize_for(total, sum(client.nthreads().values()))
-    blocks = io.plan_blocks(paths, blocksize, encoding=cfg.encoding)
+    blocks = io.plan_blocks(
+        paths, blocksize, encoding=cfg.encoding, storage_options=cfg.storage_options
+    )
     log.info("input      %s (%s, %.1f MB)", cfg.input, _files(paths), total / 1e6)
     log.info("partitions %d of up to %.1f MB", len(blocks), blocksize / 1e6)
     log.info("cluster    %s, dashboard %s", cluster, client.dashboard_link)
@@ -209,17 +261,14 @@ def execute(
     with report:
         computed, work, blocks = _compute_blocks(client, cfg, stage, blocks, blocksize)
     seconds["compute"] = time.perf_counter() - t
-    if (work / "tracks").exists():
-        (work / "tracks").rename(stage / "tracks")
-    for attempt in stage.glob("_attempt-*"):
-        shutil.rmtree(attempt)
+    io.keep_tracks(work, stage, cfg.storage_options)
     facts = {"input": paths, "bytes": total, "partitions": len(blocks), "cluster": cluster}
     return job.collect(blocks, computed), facts
 
 
 def _compute_blocks(
-    client, cfg: Config, stage: Path, blocks: list[io.Block], blocksize: int
-) -> tuple[dict, Path, list[io.Block]]:
+    client, cfg: Config, stage: str, blocks: list[io.Block], blocksize: int
+) -> tuple[dict, str, list[io.Block]]:
     """Compute the graph; return the results, the directory the tracks were written to and
     the blocks finally read.
 
@@ -229,9 +278,9 @@ def _compute_blocks(
     paths = list(dict.fromkeys(b.path for b in blocks))
     whole: frozenset[str] = frozenset()
     for attempt in range(len(paths) + 1):
-        work = stage / f"_attempt-{attempt}"
+        work = f"{stage}/_attempt-{attempt}"
         try:
-            graph = job.build(blocks, cfg.top, str(work))
+            graph = job.build(blocks, cfg.top, work, cfg.storage_options)
             return _compute(client, graph, cfg.progress), work, blocks
         except io.BadBytes as err:
             raise err.as_input_error() from err
@@ -241,7 +290,7 @@ def _compute_blocks(
                 "%s has line breaks inside quoted values: reading it as one partition", err.path
             )
             whole |= {err.path}
-            blocks = io.plan_blocks(paths, blocksize, whole, cfg.encoding)
+            blocks = io.plan_blocks(paths, blocksize, whole, cfg.encoding, cfg.storage_options)
     raise RuntimeError("could not plan the input's partitions")
 
 
@@ -269,13 +318,13 @@ def _compute(client, graph: dict, progress: bool) -> dict:
     return future.result()
 
 
-def write_outputs(result: job.JobResult, stage: Path) -> None:
+def write_outputs(result: job.JobResult, stage: str, storage_options: io.StorageOptions) -> None:
     """Write the CSV outputs into the staging directory and verify the accounting (against
     the rows in the Parquet files too); the manifest and _SUCCESS follow in :func:`seal`."""
-    io.write_csv(result.summary, stage / "genre_summary.csv")
-    io.write_csv(result.top, stage / "top_tracks.csv")
-    io.write_csv(result.rejected, stage / "rejected_rows.csv")
-    written = io.count_parquet_rows(stage / "tracks")
+    io.write_csv(result.summary, f"{stage}/genre_summary.csv", storage_options)
+    io.write_csv(result.top, f"{stage}/top_tracks.csv", storage_options)
+    io.write_csv(result.rejected, f"{stage}/rejected_rows.csv", storage_options)
+    written = io.count_parquet_rows(f"{stage}/tracks", storage_options)
     if (
         result.rows != result.kept + len(result.rejected) + result.duplicates
         or written != result.kept
@@ -293,23 +342,23 @@ def run(cfg: Config, given_input: bool) -> dict:
     seconds: dict[str, float] = {}
     ensure_input(cfg, given_input, seconds)
     t = time.perf_counter()
-    io.check_output_target(cfg.output)
-    paths = io.expand_input(cfg.input)
+    io.check_output_target(cfg.output, cfg.storage_options)
+    paths = io.expand_input(cfg.input, cfg.storage_options)
     seconds["plan"] = time.perf_counter() - t
-    with io.output_lock(cfg.output):
-        stage = io.staging_dir(cfg.output)
+    with io.output_lock(cfg.output, cfg.storage_options):
+        stage = io.staging_dir(cfg.output, cfg.storage_options)
         try:
             t = time.perf_counter()
             with connect(cfg) as client:
                 seconds["cluster_start"] = time.perf_counter() - t
                 result, facts = execute(cfg, client, stage, paths, seconds)
                 manifest = seal(cfg, result, facts, stage, seconds, started, t0)
-                io.publish(stage, cfg.output)
+                io.publish(stage, cfg.output, cfg.storage_options)
                 report(result, manifest, cfg)
                 if cfg.keep_alive:
                     keep_alive(client)
         finally:
-            shutil.rmtree(stage, ignore_errors=True)  # gone already once published
+            io.remove_tree(stage, cfg.storage_options)  # gone already once published
     return manifest
 
 
@@ -317,7 +366,7 @@ def seal(
     cfg: Config,
     result: job.JobResult,
     facts: dict,
-    stage: Path,
+    stage: str,
     seconds: dict[str, float],
     started: datetime,
     t0: float,
@@ -327,7 +376,7 @@ def seal(
         raise InputError(f"{cfg.input}: has a header but no data rows")
     check_rejects(cfg, result)
     t = time.perf_counter()
-    write_outputs(result, stage)
+    write_outputs(result, stage, cfg.storage_options)
     seconds["write"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
     manifest = {
@@ -339,13 +388,16 @@ def seal(
         "genres": len(result.summary),
         "engine": engine_name(cfg),
         "versions": versions(),
-        "config": {k: str(v) for k, v in dataclasses.asdict(cfg).items()},
+        "config": {
+            **{k: str(v) for k, v in dataclasses.asdict(cfg).items()},
+            "storage_options": str(sorted(cfg.storage_options)),  # names only: secrets
+        },
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "started_at": started.isoformat(),
         "ended_at": datetime.now(UTC).isoformat(),
     }
-    io.write_json(manifest, stage / "manifest.json")
-    (stage / "_SUCCESS").write_text("")
+    io.write_json(manifest, f"{stage}/manifest.json", cfg.storage_options)
+    io.write_text("", f"{stage}/_SUCCESS", cfg.storage_options)
     return manifest
 
 
@@ -429,13 +481,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def warn_if_exposed(cfg: Config) -> None:
-    """Binding the dashboard beyond loopback is allowed when asked for, with a warning."""
+    """Binding the dashboard beyond loopback, or a plain TCP connection to another machine's
+    scheduler, is allowed when asked for, with a warning."""
     host = cfg.dashboard_address.rpartition(":")[0]
     if not cfg.scheduler and host not in ("127.0.0.1", "localhost", "[::1]"):
         log.warning(
             "warning: the dashboard listens on %s, reachable from other machines; Dask has no "
             "authentication (use 127.0.0.1:PORT to keep it local)",
             cfg.dashboard_address,
+        )
+    if cfg.scheduler and unencrypted_remote(cfg.scheduler):
+        log.warning(
+            "warning: the connection to %s is unauthenticated and unencrypted; use a tls:// "
+            "address (--tls-ca-file, --tls-cert, --tls-key) to leave this machine safely",
+            cfg.scheduler,
         )
 
 

@@ -95,6 +95,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "popularity_max",
     *(f"{c}_mean" for c in MEAN_COLUMNS),
 )
+# The columns the genre summary reads.
+SUMMARY_INPUT: tuple[str, ...] = (GENRE, "artists", "explicit", "popularity", *MEAN_COLUMNS)
 TOP_COLUMNS: tuple[str, ...] = (GENRE, "rank", TRACK_ID, "track_name", "artists", "popularity")
 
 # The 114 genres of the real file, in the order of its 1,000-row blocks.

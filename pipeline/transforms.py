@@ -11,6 +11,7 @@ pandas frame, on the partitions of a Dask frame, or inside the pipeline's graph.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -21,6 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import schema
+
+# Arrow tables that crossed processes (Dask workers) may arrive with buffers at any address;
+# Acero's group-by would print a warning for each: let it copy such buffers instead.
+os.environ.setdefault("ACERO_ALIGNMENT_HANDLING", "reallocate")
 from pipeline.schema import GENRE, KEY, MEAN_COLUMNS, TRACK_ID
 
 POPULARITY_BINS = 101  # popularity is an integer 0..100: a histogram gives exact min and max
@@ -89,14 +94,26 @@ def first_occurrences(table: pa.Table) -> np.ndarray:
     return ~pd.Index(codes).duplicated(keep="first")
 
 
-def later_copies(keys: Sequence[pa.Table]) -> pd.DataFrame:
-    """(track_id, track_genre) pairs that already occurred in an earlier table: columns
-    ``part`` (the table holding the later copy), track_id, track_genre. The pairs of one table
-    are unique already."""
-    parts = [k.append_column("part", pa.array(np.full(k.num_rows, i))) for i, k in enumerate(keys)]
-    table = pa.concat_tables(parts) if parts else pa.table({c: [] for c in (*KEY, "part")})
-    later = ~first_occurrences(table) if table.num_rows else np.zeros(0, bool)
-    return table.filter(pa.array(later)).to_pandas()[["part", *KEY]]
+def later_copies(keys: Sequence[pa.Table]) -> tuple[pd.DataFrame, int]:
+    """Across tables of one genre's (track_id, artists), in file order, whose ids are unique
+    within each table: the rows whose track_id already occurred in an earlier table (columns
+    ``part``, the position of their table, and track_id), and the number of distinct artists
+    of the rows that stay (the first copies)."""
+    parts = [
+        k.select([TRACK_ID, "artists"])
+        .cast(_KEYS)
+        .append_column("part", pa.array(np.full(len(k), i)))
+        for i, k in enumerate(keys)
+    ]
+    table = pa.concat_tables(parts)
+    codes = pc.dictionary_encode(table[TRACK_ID]).combine_chunks().indices.to_numpy()
+    first = ~pd.Index(codes).duplicated(keep="first")
+    later = table.filter(pa.array(~first)).to_pandas()[["part", TRACK_ID]]
+    artists = pc.count_distinct(table.filter(pa.array(first))["artists"], mode="only_valid")
+    return later, artists.as_py()
+
+
+_KEYS = pa.schema([(TRACK_ID, pa.string()), ("artists", pa.string())])
 
 
 def all_valid(table: pa.Table) -> bool:
@@ -127,22 +144,22 @@ class SummaryPartial(NamedTuple):
     """Additive per-genre aggregates of some rows.
 
     ``genres``: per genre the row count, explicit count, popularity histogram and the sums
-    behind each mean. ``pairs``: per (genre, artists) pair the number of rows.
+    behind each mean. ``pairs``: per (genre, artists) pair the number of rows (an Arrow table
+    of :data:`PAIRS_SCHEMA`: it has a row per pair, so it stays in Arrow, off the GIL).
     """
 
     genres: pd.DataFrame
-    pairs: pd.Series
+    pairs: pa.Table
+
+
+PAIRS_SCHEMA = pa.schema([(GENRE, pa.string()), ("artists", pa.string()), ("rows", pa.int64())])
+_GENRE_COLUMNS = [*_SUMS, "rows", "explicit", *_HIST]
 
 
 def summary_partial(df: pd.DataFrame) -> SummaryPartial:
-    """The additive aggregates of one partition of clean rows."""
+    """The additive aggregates of one partition of clean rows (pandas)."""
     if df.empty:
-        empty = pd.DataFrame(
-            0, index=pd.Index([], name=GENRE), columns=[*_SUMS, "rows", "explicit", *_HIST]
-        )
-        return SummaryPartial(
-            empty, pd.Series([], dtype="int64", index=pd.MultiIndex.from_arrays([[], []]))
-        )
+        return _empty_partial()
     by_genre = df.groupby(GENRE, sort=False, observed=True)
     sums = by_genre[list(MEAN_COLUMNS)].sum().set_axis(_SUMS, axis=1)
     counts = pd.DataFrame({"rows": by_genre.size(), "explicit": by_genre["explicit"].sum()})
@@ -151,7 +168,58 @@ def summary_partial(df: pd.DataFrame) -> SummaryPartial:
     )
     genres = pd.concat([sums, counts, hist.set_axis(_HIST, axis=1)], axis=1)
     pairs = df.groupby([GENRE, "artists"], sort=False, observed=True).size()
-    return SummaryPartial(genres, pairs)
+    return SummaryPartial(genres, _pairs_table(pairs.rename("rows").reset_index()))
+
+
+def summary_partial_arrow(table: pa.Table, with_pairs: bool = True) -> SummaryPartial:
+    """:func:`summary_partial` of an Arrow table, computed by Arrow's hash aggregation (which
+    releases the GIL, so partitions in threads really run at once). Without pairs, the
+    distinct artists must be counted another way (the run counts them per genre)."""
+    if not table.num_rows:
+        return _empty_partial()
+    by_genre = table.group_by(GENRE, use_threads=False)
+    sums = by_genre.aggregate(
+        [(c, "sum") for c in MEAN_COLUMNS] + [("explicit", "sum"), ([], "count_all")]
+    ).to_pandas()
+    sums = sums.set_index(GENRE).set_axis([*_SUMS, "explicit", "rows"], axis=1)
+    hist = (
+        table.group_by([GENRE, "popularity"], use_threads=False)
+        .aggregate([([], "count_all")])
+        .to_pandas()
+        .pivot(index=GENRE, columns="popularity", values="count_all")
+        .reindex(index=sums.index, columns=range(POPULARITY_BINS))
+        .fillna(0)
+        .astype("int64")
+        .set_axis(_HIST, axis=1)
+    )
+    genres = pd.concat([sums.astype({"explicit": "int64"}), hist], axis=1)[_GENRE_COLUMNS]
+    pairs = pair_counts(table) if with_pairs else PAIRS_SCHEMA.empty_table()
+    return SummaryPartial(genres, _pairs_table(pairs))
+
+
+def pair_counts(table: pa.Table) -> pa.Table:
+    """Rows per (genre, artists) pair of an Arrow table, in :data:`PAIRS_SCHEMA`."""
+    pairs = table.group_by([GENRE, "artists"], use_threads=False).aggregate([([], "count_all")])
+    return pairs.rename_columns(PAIRS_SCHEMA.names)
+
+
+def unique_artists(pairs: pa.Table) -> pd.Series:
+    """Distinct artists per genre, from a table of pairs."""
+    counts = pairs.group_by(GENRE, use_threads=False).aggregate([([], "count_all")])
+    return counts.to_pandas().set_index(GENRE)["count_all"].rename("unique_artists")
+
+
+def _pairs_table(pairs: pa.Table | pd.DataFrame) -> pa.Table:
+    """Pairs in :data:`PAIRS_SCHEMA`, without the pair of a missing ``artists`` (not an artist)."""
+    if isinstance(pairs, pd.DataFrame):
+        pairs = pa.Table.from_pandas(pairs, preserve_index=False)
+    pairs = pairs.select(PAIRS_SCHEMA.names).cast(PAIRS_SCHEMA)
+    return pairs.filter(pc.is_valid(pairs["artists"]))
+
+
+def _empty_partial() -> SummaryPartial:
+    genres = pd.DataFrame(0, index=pd.Index([], name=GENRE), columns=_GENRE_COLUMNS)
+    return SummaryPartial(genres, PAIRS_SCHEMA.empty_table())
 
 
 def merge_summaries(
@@ -162,23 +230,30 @@ def merge_summaries(
     genres = (
         pd.concat([p.genres * s for p, s in zip(parts, sign, strict=True)]).groupby(level=0).sum()
     )
+    signed = [
+        p.pairs.set_column(2, "rows", pc.multiply(p.pairs["rows"], s))
+        for p, s in zip(parts, sign, strict=True)
+    ]
     pairs = (
-        pd.concat([p.pairs * s for p, s in zip(parts, sign, strict=True)])
-        .groupby(level=[0, 1])
-        .sum()
+        pa.concat_tables(signed)
+        .group_by([GENRE, "artists"], use_threads=False)
+        .aggregate([("rows", "sum")])
+        .rename_columns(PAIRS_SCHEMA.names)
     )
     genres = genres[genres["rows"] > 0]
-    return SummaryPartial(genres, pairs[pairs > 0])
+    return SummaryPartial(genres, pairs.filter(pc.greater(pairs["rows"], 0)))
 
 
-def finalize_summary(part: SummaryPartial) -> pd.DataFrame:
-    """The genre summary of DESIGN.md, one row per genre sorted by genre."""
+def finalize_summary(part: SummaryPartial, artists: pd.Series | None = None) -> pd.DataFrame:
+    """The genre summary of DESIGN.md, one row per genre sorted by genre; the distinct artists
+    per genre come from the partial's pairs unless given."""
     g = part.genres.sort_index()
     rows = g["rows"]
     hist = g[_HIST].to_numpy() > 0
     out = pd.DataFrame(index=g.index)
     out["tracks"] = rows.astype("int64")
-    out["unique_artists"] = part.pairs.groupby(level=0).size().reindex(g.index, fill_value=0)
+    artists = unique_artists(part.pairs) if artists is None else artists
+    out["unique_artists"] = artists.reindex(g.index, fill_value=0)
     out["explicit_share"] = g["explicit"] / rows
     pop = np.arange(POPULARITY_BINS)
     out["popularity_mean"] = (g[_HIST].to_numpy() * pop).sum(axis=1) / rows
@@ -210,6 +285,18 @@ def top_partial(df: pd.DataFrame, n: int) -> pd.DataFrame:
         [GENRE, "popularity", TRACK_ID], ascending=[True, False, True], kind="stable"
     )
     return ordered.groupby(GENRE, sort=False, observed=True).head(n)
+
+
+def top_partial_arrow(table: pa.Table, genres: pd.DataFrame, n: int) -> pd.DataFrame:
+    """:func:`top_partial` of an Arrow table whose summary partial's ``genres`` is known: its
+    popularity histogram gives each genre's n-th highest popularity, so Arrow drops every
+    row below it and only a few rows per genre reach pandas."""
+    counts = genres[_HIST].to_numpy()[:, ::-1].cumsum(axis=1)  # rows at or above 100, 99, ...
+    floor = POPULARITY_BINS - 1 - np.argmax(counts >= n, axis=1)
+    floor[counts[:, -1] < n] = 0  # a genre with fewer than n rows keeps them all
+    at = pc.index_in(table[GENRE], value_set=pa.array(genres.index, pa.string()))
+    keep = pc.greater_equal(table["popularity"], pc.take(pa.array(floor), at))
+    return top_partial(table.filter(keep).select(TOP_FIELDS).to_pandas(), n)
 
 
 def merge_tops(parts: Sequence[pd.DataFrame], n: int) -> pd.DataFrame:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import dask
 import pandas as pd
+import pytest
 from conftest import assert_frames_match, reference
 
-from pipeline import io, job
+from pipeline import io, job, schema, transforms
 from pipeline.schema import FILE_COLUMNS
 
 HEADER = ",".join(FILE_COLUMNS)
@@ -77,3 +78,21 @@ def test_job_quoted_fields_and_empty_names(tmp_path: Path) -> None:
         'Crosby, Stills & Nash;The "Band"',
     ]
     assert result.summary["unique_artists"].tolist() == [2]
+
+
+def test_summary_graph_equals_pandas_on_every_row(small_csv: Path) -> None:
+    """The summary-only graph (benchmark workload `summary`) reads every row as it is."""
+    blocks = io.plan_blocks([str(small_csv)], 256 * 1024)
+    got = dask.compute(job.build_summary(blocks), scheduler="sync")[0]
+    columns = list(schema.SUMMARY_INPUT)
+    dtypes = {c: schema.PANDAS_DTYPES[c] for c in columns}
+    want = transforms.genre_summary(pd.read_csv(small_csv, usecols=columns, dtype=dtypes))
+    assert len(blocks) > 4
+    assert_frames_match(got, want)
+
+
+def test_summary_graph_refuses_rows_that_do_not_parse(tmp_path: Path) -> None:
+    src = tmp_path / "bad.csv"
+    src.write_text("\n".join([HEADER, row(0, "t0", "jazz", 5), row(1, "t1", "jazz", "x")]) + "\n")
+    with pytest.raises(io.InputError, match="some rows do not parse"):
+        dask.compute(job.build_summary(io.plan_blocks([str(src)], 1 << 20)), scheduler="sync")

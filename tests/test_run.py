@@ -461,9 +461,9 @@ def test_run_interrupted_while_writing_leaves_previous_output(
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     real = io.write_csv
 
-    def interrupted(df: pd.DataFrame, path: Path) -> None:
-        real(df, path)
-        if path.name == "top_tracks.csv":
+    def interrupted(df: pd.DataFrame, path: str, storage_options: io.StorageOptions) -> None:
+        real(df, path, storage_options)
+        if path.endswith("/top_tracks.csv"):
             raise KeyboardInterrupt
 
     monkeypatch.setattr(io, "write_csv", interrupted)

@@ -138,19 +138,15 @@ def test_first_occurrences_equals_drop_duplicate_tracks() -> None:
     pd.testing.assert_frame_equal(df[mask], drop_duplicate_tracks(df))
 
 
-def test_later_copies_finds_pairs_of_earlier_parts_only() -> None:
-    def keys(frame: pd.DataFrame) -> pa.Table:
-        return pa.Table.from_pandas(frame[["track_id", "track_genre"]], preserve_index=False)
+def test_later_copies_finds_ids_of_earlier_parts_only() -> None:
+    def keys(*rows: tuple[str, str | None]) -> pa.Table:
+        return pa.table({"track_id": [r[0] for r in rows], "artists": [r[1] for r in rows]})
 
-    df = drop_duplicate_tracks(tiny())
-    again = tiny().iloc[[2, 4]]  # (a, jazz) and (a, rock): both seen before
-    got = later_copies([keys(df.iloc[:3]), keys(df.iloc[3:]), keys(again)])
-    assert got.to_dict("list") == {
-        "part": [2, 2],
-        "track_id": ["a", "a"],
-        "track_genre": ["jazz", "rock"],
-    }
-    assert later_copies([keys(df.iloc[:3]), keys(df.iloc[3:])]).empty
+    parts = [keys(("a", "X"), ("b", "Y")), keys(("c", None), ("d", "Y")), keys(("a", "New"))]
+    got, artists = later_copies(parts)
+    assert got.to_dict("list") == {"part": [2], "track_id": ["a"]}
+    assert artists == 2  # X and Y: a later copy's artists and a missing one do not count
+    assert later_copies(parts[:2])[0].empty
 
 
 def test_all_valid_gate_agrees_with_invalid_reasons() -> None:
@@ -190,3 +186,28 @@ def test_typed_values_rejects_unparseable_numbers() -> None:
         "popularity is not a valid int: '9.5'",
     ]
     assert typed["explicit"].tolist()[:2] == [True, False]
+
+
+def test_arrow_summary_partial_equals_pandas() -> None:
+    df = drop_duplicate_tracks(tiny())
+    table = pa.Table.from_pandas(df, schema=schema.ARROW_SCHEMA, preserve_index=False)
+    for rows in (0, 3, len(df)):
+        got = transforms.summary_partial_arrow(table.slice(0, rows))
+        want = summary_partial(df.iloc[:rows])
+        pd.testing.assert_frame_equal(
+            transforms.finalize_summary(got), transforms.finalize_summary(want)
+        )
+    arrow = transforms.summary_partial_arrow(table)
+    nothing = merge_summaries([arrow, summary_partial(df)], [1, -1])
+    assert nothing.genres.empty and nothing.pairs.num_rows == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10])
+def test_arrow_top_partial_equals_pandas(n: int) -> None:
+    """The histogram pre-filter keeps ties at the n-th popularity and small genres whole."""
+    df = drop_duplicate_tracks(tiny())
+    table = pa.Table.from_pandas(df, schema=schema.ARROW_SCHEMA, preserve_index=False)
+    got = transforms.top_partial_arrow(table, transforms.summary_partial_arrow(table).genres, n)
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True), transforms.top_partial(df, n).reset_index(drop=True)
+    )

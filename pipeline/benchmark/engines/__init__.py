@@ -25,8 +25,6 @@ from contextlib import AbstractContextManager, contextmanager
 from types import ModuleType
 from typing import TypeVar
 
-from pipeline.schema import GENRE, MEAN_COLUMNS
-
 # Engine name -> module; the core engines first, pandas (the reference) at their head.
 ENGINES: Mapping[str, str] = {
     "pandas": "pipeline.benchmark.engines.pandas_c",
@@ -42,7 +40,6 @@ OPTIONAL: tuple[str, ...] = ("polars", "duckdb")  # the `bench` extra; skipped w
 WORKLOADS: tuple[str, ...] = ("summary", "full")
 REFERENCE = "pandas"  # every answer is checked against this engine's
 
-SUMMARY_INPUT: tuple[str, ...] = (GENRE, "artists", "explicit", "popularity", *MEAN_COLUMNS)
 TOP = 10  # top tracks per genre, as `pipeline.run` by default
 
 T = TypeVar("T")

@@ -8,15 +8,15 @@ port so that runs never collide on 8787.
 from __future__ import annotations
 
 import importlib
-import io
 from contextlib import redirect_stderr
+from io import StringIO
 from pathlib import Path
 from unittest import mock
 
 import pandas as pd
 
+from pipeline import io, job
 from pipeline.benchmark.engines import timed_session
-from pipeline.benchmark.engines.dask_threads import summary_graph
 from pipeline.cluster import connect
 from pipeline.config import Config
 
@@ -29,12 +29,15 @@ def _cli():
 
 
 def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:
-    """The genre summary of every row, read by ``dask.dataframe`` on the run's cluster."""
+    """The genre summary of every row on the run's cluster, read as the run reads: byte blocks
+    parsed by pyarrow (only the needed columns), partials aggregated by Arrow."""
     cli = _cli()
     cfg = cli.make_config(cli.parse_args([path, "--dashboard-address", DASHBOARD]))
     with timed_session(connect(cfg), phases) as client:
         threads = sum(client.nthreads().values())
-        return client.compute(summary_graph(path, threads)).result()
+        paths = io.expand_input(path)
+        blocksize = cfg.blocksize_for(sum(io.file_size(p) for p in paths), threads)
+        return client.compute(job.build_summary(io.plan_blocks(paths, blocksize))).result()
 
 
 def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -48,7 +51,7 @@ def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFram
     def timed_connect(cfg: Config):
         return timed_session(connect(cfg), phases)
 
-    errors = io.StringIO()
+    errors = StringIO()
     with mock.patch.object(cli, "connect", timed_connect), redirect_stderr(errors):
         code = cli.main([path, "--output", out_dir, "-q", "--dashboard-address", DASHBOARD])
     if code != 0:

@@ -16,8 +16,9 @@ import pandas as pd
 from dask.delayed import Delayed
 
 from pipeline import io, job, schema, transforms
-from pipeline.benchmark.engines import SUMMARY_INPUT, TOP
+from pipeline.benchmark.engines import TOP
 from pipeline.config import Config
+from pipeline.schema import SUMMARY_INPUT
 
 
 def blocksize(path: str, threads: int) -> int:

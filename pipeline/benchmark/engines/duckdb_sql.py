@@ -6,8 +6,7 @@ import duckdb
 import pandas as pd
 
 from pipeline import schema
-from pipeline.benchmark.engines import SUMMARY_INPUT
-from pipeline.schema import GENRE, MEAN_COLUMNS
+from pipeline.schema import GENRE, MEAN_COLUMNS, SUMMARY_INPUT
 
 _TYPES = {"str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN"}
 _AGGREGATES = (

@@ -9,7 +9,8 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline import io, schema, transforms
-from pipeline.benchmark.engines import SUMMARY_INPUT, TOP
+from pipeline.benchmark.engines import TOP
+from pipeline.schema import SUMMARY_INPUT
 
 
 def read(path: str, columns: Sequence[str], engine: str = "c") -> pd.DataFrame:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline import schema, transforms
-from pipeline.benchmark.engines import SUMMARY_INPUT
 from pipeline.benchmark.engines.pandas_c import organise, read
+from pipeline.schema import SUMMARY_INPUT
 
 
 def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:

@@ -6,8 +6,7 @@ import pandas as pd
 import polars as pl
 
 from pipeline import schema
-from pipeline.benchmark.engines import SUMMARY_INPUT
-from pipeline.schema import GENRE, MEAN_COLUMNS
+from pipeline.schema import GENRE, MEAN_COLUMNS, SUMMARY_INPUT
 
 _TYPES = {"str": pl.String, "int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}
 

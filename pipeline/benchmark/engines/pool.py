@@ -13,7 +13,7 @@ import os
 import pandas as pd
 
 from pipeline import schema, transforms
-from pipeline.benchmark.engines import SUMMARY_INPUT
+from pipeline.schema import SUMMARY_INPUT
 
 CHUNK_ROWS = 100_000  # the old script used 1,000, which mostly measured pickling
 
