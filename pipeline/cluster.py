@@ -190,3 +190,35 @@ def describe(client: Client) -> str:
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     threads = sorted({w["nthreads"] for w in workers})
     return f"{len(workers)} workers x {'/'.join(map(str, threads))} threads"
+
+
+def worker_memory(client: Client) -> dict[str, dict[str, float | None]]:
+    """Per worker: its memory limit, its process's peak resident memory and the bytes it
+    spilled to disk, in MB (for threads in our own process, the peak is the whole process's)."""
+    return client.run(_worker_memory)
+
+
+def _worker_memory(dask_worker) -> dict[str, float | None]:
+    """Runs on a worker (``client.run`` passes it in)."""
+    spilled = sum(
+        value
+        for key, value in dask_worker.digests_total.items()
+        if isinstance(key, tuple) and key[-2:] == ("disk-write", "bytes")
+    )
+    limit = dask_worker.memory_manager.memory_limit
+    return {
+        "memory_limit_mb": round(limit / 1e6, 1) if limit else None,
+        "peak_rss_mb": round(_peak_rss() / 1e6, 1),
+        "spilled_mb": round(spilled / 1e6, 1),
+    }
+
+
+def _peak_rss() -> int:
+    """This process's peak resident bytes (Linux VmHWM; else ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) * 1024
+    except (OSError, StopIteration):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -23,7 +23,7 @@ from typing import Any
 from distributed import Client, performance_report
 
 from pipeline import io, job
-from pipeline.cluster import connect, describe, scheduler_address, unencrypted_remote
+from pipeline.cluster import connect, describe, scheduler_address, unencrypted_remote, worker_memory
 from pipeline.config import DEFAULT_INPUT, Config
 from pipeline.io import InputError
 
@@ -257,12 +257,27 @@ def execute(
     log.info("partitions %d of up to %.1f MB", len(blocks), blocksize / 1e6)
     log.info("cluster    %s, dashboard %s", cluster, client.dashboard_link)
     t = time.perf_counter()
+    before = set(client.scheduler_info(n_workers=-1)["workers"])
     report = performance_report(cfg.report, mode="inline") if cfg.report else nullcontext()
     with report:
         computed, work, blocks = _compute_blocks(client, cfg, stage, blocks, blocksize)
     seconds["compute"] = time.perf_counter() - t
+    lost = sorted(before - set(client.scheduler_info(n_workers=-1)["workers"]))
+    if lost:
+        log.warning(
+            "warning: %d worker(s) left or were restarted during the run (out of memory? see "
+            "--memory-limit); their tasks ran again elsewhere",
+            len(lost),
+        )
     io.keep_tracks(work, stage, cfg.storage_options)
-    facts = {"input": paths, "bytes": total, "partitions": len(blocks), "cluster": cluster}
+    facts = {
+        "input": paths,
+        "bytes": total,
+        "partitions": len(blocks),
+        "cluster": cluster,
+        "workers": worker_memory(client),
+        "workers_lost": lost,
+    }
     return job.collect(blocks, computed), facts
 
 
@@ -315,7 +330,33 @@ def _compute(client, graph: dict, progress: bool) -> dict:
     if progress:
         progress_bar(future)
         print()
-    return future.result()
+    paused_since = None
+    while True:
+        try:
+            return future.result(timeout=1)
+        except TimeoutError:
+            paused_since = _check_paused(client, paused_since)
+
+
+PAUSED_TOO_LONG = 60.0  # seconds every worker may stay paused at its memory limit
+
+
+def _check_paused(client: Client, since: float | None) -> float | None:
+    """When every worker has been paused (memory above 80% of its limit) for
+    :data:`PAUSED_TOO_LONG` seconds, fail instead of waiting forever: memory that is not data
+    (Python, the libraries, the allocator) cannot be spilled, so such a pause never ends."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    if not workers or any(w.get("status") != "paused" for w in workers):
+        return None
+    since = since or time.monotonic()
+    if time.monotonic() - since > PAUSED_TOO_LONG:
+        limit = min(w["memory_limit"] for w in workers)
+        raise InputError(
+            f"every worker has been paused at its memory limit ({limit / 2**20:.0f} MiB) for "
+            f"{PAUSED_TOO_LONG:.0f} s; give workers more memory (--memory-limit) or read smaller "
+            "partitions (--blocksize)"
+        )
+    return since
 
 
 def write_outputs(result: job.JobResult, stage: str, storage_options: io.StorageOptions) -> None:

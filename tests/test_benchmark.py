@@ -15,7 +15,8 @@ from pipeline.benchmark.engines import ENGINES, OPTIONAL, load, pandas_c
 from pipeline.benchmark.runner import Study, input_file, run_study
 
 ROWS, SEED = 3_000, 7  # 3 genres
-FAST = tuple(n for n in ENGINES if n != "dask")  # "dask" starts a cluster: marked slow
+CLUSTERS = ("dask", "dask-limited")  # they start a distributed cluster: marked slow
+FAST = tuple(n for n in ENGINES if n not in CLUSTERS)
 
 
 def quiet(_: str) -> None:
@@ -42,8 +43,8 @@ def answer(fast_study: tuple[Study, list[dict]]) -> pd.DataFrame:
     return pandas_c.summary(str(input_file(study.data_dir, ROWS, SEED, quiet)), {})
 
 
-def has_full(engine: str) -> bool:
-    return hasattr(load(ENGINES[engine]), "full")
+def workloads(engine: str) -> list[str]:
+    return [w for w in ("summary", "full") if hasattr(load(ENGINES[engine]), w)]
 
 
 @pytest.mark.parametrize("engine", FAST)
@@ -53,8 +54,7 @@ def test_engine_equals_pandas_through_the_runner(
     if engine in OPTIONAL:
         pytest.importorskip(engine)
     runs = [r for r in fast_study[1] if r["engine"] == engine]
-    want = ["summary", "full"] if has_full(engine) else ["summary"]
-    assert [r["workload"] for r in runs] == want
+    assert [r["workload"] for r in runs] == workloads(engine)
     for run in runs:
         assert run["status"] == "ok"
         assert run["wall_s"] > run["work_s"] > 0 and run["cpu_s"] > 0 and run["peak_mb"] > 50
@@ -67,6 +67,16 @@ def test_engine_dask_equals_pandas_and_times_its_cluster_apart(tmp_path: Path) -
     for run in runs:
         assert run["startup_s"] > 0 and run["shutdown_s"] >= 0
         assert run["wall_s"] > run["work_s"] + run["startup_s"]
+
+
+@pytest.mark.slow
+def test_engine_dask_limited_records_its_workers_memory(tmp_path: Path) -> None:
+    (run,) = run_study(tiny_study(tmp_path, ("dask-limited",)), echo=quiet)
+    assert (run["workload"], run["status"]) == ("full", "ok")
+    assert run["worker_limit_mb"] == round(600 * 2**20 / 1e6, 1)
+    assert 50 < run["worker_peak_mb"] < run["worker_limit_mb"] and run["spilled_mb"] >= 0
+    table = report.markdown(report.summarise([run]))
+    assert "### larger than memory" in table and "| 3,000 | 0 | 629 | 0.0x |" in table
 
 
 def test_engine_pandas_full_equals_plain_pandas(small_csv: Path, tmp_path: Path) -> None:

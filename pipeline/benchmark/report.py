@@ -47,6 +47,9 @@ class Stats:
     cpu: float | None
     peak_mb: float | None
     status: str
+    worker_limit_mb: float | None = None  # the larger-than-memory engine's workers
+    worker_peak_mb: float | None = None
+    spilled_mb: float | None = None
 
     @property
     def median(self) -> float | None:
@@ -83,6 +86,9 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[Stats]:
                 cpu=_median(good, "cpu_s"),
                 peak_mb=_median(good, "peak_mb"),
                 status=status,
+                worker_limit_mb=_median(good, "worker_limit_mb"),
+                worker_peak_mb=_median(good, "worker_peak_mb"),
+                spilled_mb=_median(good, "spilled_mb"),
             )
         )
     return out
@@ -148,7 +154,44 @@ def markdown(stats: list[Stats], about: str = "") -> str:
         lines = [title, "", _line(HEADER), _line(["---"] * len(HEADER))]
         lines += [_line(table_row(s, medians)) for s in group]
         parts.append("\n".join(lines))
+    limited = [s for s in stats if s.worker_limit_mb]
+    if limited:
+        parts.append(larger_than_memory(limited, stats))
     return "\n\n".join(parts) + "\n"
+
+
+LIMITED_HEADER = (
+    "rows",
+    "input MB",
+    "worker memory MB",
+    "input / worker memory",
+    "worker peak MB",
+    "spilled MB",
+    "wall s",
+    f"{REFERENCE} peak MB",
+)
+
+
+def larger_than_memory(limited: list[Stats], stats: list[Stats]) -> str:
+    """The runs of workers held to a memory limit, beside the reference's peak memory."""
+    peaks = {(s.workload, s.rows): s.peak_mb for s in stats if s.engine == REFERENCE}
+    lines = ["### larger than memory", "", _line(LIMITED_HEADER), _line(["---"] * 8)]
+    for s in limited:
+        lines.append(
+            _line(
+                [
+                    f"{s.rows:,}",
+                    f"{s.bytes / 1e6:,.0f}",
+                    _num(s.worker_limit_mb, "{:,.0f}"),
+                    f"{s.bytes / 1e6 / s.worker_limit_mb:.1f}x" if s.worker_limit_mb else "-",
+                    _num(s.worker_peak_mb, "{:,.0f}"),
+                    _num(s.spilled_mb, "{:,.0f}"),
+                    _num(s.median),
+                    _num(peaks.get((s.workload, s.rows)), "{:,.0f}"),
+                ]
+            )
+        )
+    return "\n".join(lines)
 
 
 def _line(cells: Iterable[str]) -> str:

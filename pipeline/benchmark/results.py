@@ -35,6 +35,9 @@ FIELDS: tuple[str, ...] = (
     "shutdown_s",
     "cpu_s",
     "peak_mb",
+    "worker_limit_mb",  # the larger-than-memory engine: total memory limit of its workers,
+    "worker_peak_mb",  # the highest peak of one worker process,
+    "spilled_mb",  # and what they spilled to disk
     "status",
     "python_version",
     *(f"{lib}_version" for lib in LIBRARIES),

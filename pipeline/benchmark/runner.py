@@ -93,13 +93,18 @@ class Run:
     shutdown_s: float | None = None
     cpu_s: float | None = None
     peak_mb: float | None = None
+    workers: dict[str, float] = field(default_factory=dict)  # the engine's worker_* figures
     result: Any = field(default=None, repr=False)
 
     def fields(self) -> dict[str, Any]:
         """The run's columns of the results table, rounded."""
         times = ("wall_s", "work_s", "startup_s", "shutdown_s", "cpu_s")
         out: dict[str, Any] = {k: _round(getattr(self, k), 4) for k in times}
-        return {**out, "peak_mb": _round(self.peak_mb, 1), "status": self.status}
+        workers = {k: _round(self.workers.get(k), 1) for k in WORKER_FIGURES}
+        return {**out, "peak_mb": _round(self.peak_mb, 1), **workers, "status": self.status}
+
+
+WORKER_FIGURES = ("worker_limit_mb", "worker_peak_mb", "spilled_mb")
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -178,6 +183,7 @@ def measure(case: Case, scratch: Path, study: Study) -> Run:
         shutdown_s=phases.get("shutdown"),
         cpu_s=rep["cpu_s"],
         peak_mb=max(memory.peak_mb, rep["own_peak_mb"]),
+        workers={k: phases[k] for k in WORKER_FIGURES if k in phases},
         result=rep["result"],
     )
 

@@ -32,6 +32,7 @@ ENGINES: Mapping[str, str] = {
     "pool": "pipeline.benchmark.engines.pool",
     "dask-threads": "pipeline.benchmark.engines.dask_threads",
     "dask": "pipeline.benchmark.engines.dask_cluster",
+    "dask-limited": "pipeline.benchmark.engines.dask_limited",
     "polars": "pipeline.benchmark.engines.polars_lazy",
     "duckdb": "pipeline.benchmark.engines.duckdb_sql",
 }

@@ -41,7 +41,14 @@ def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:
 
 
 def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``python -m pipeline.run PATH --output OUT_DIR -q``; its outputs read back.
+    """``python -m pipeline.run PATH --output OUT_DIR -q``; its outputs read back."""
+    return run_cli(path, out_dir, phases)
+
+
+def run_cli(
+    path: str, out_dir: str, phases: dict[str, float], *options: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``python -m pipeline.run PATH --output OUT_DIR -q OPTIONS``; its outputs read back.
 
     The run's own ``connect`` is wrapped to time the cluster's start and stop; nothing else
     about the run changes.
@@ -53,7 +60,9 @@ def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFram
 
     errors = StringIO()
     with mock.patch.object(cli, "connect", timed_connect), redirect_stderr(errors):
-        code = cli.main([path, "--output", out_dir, "-q", "--dashboard-address", DASHBOARD])
+        code = cli.main(
+            [path, "--output", out_dir, "-q", "--dashboard-address", DASHBOARD, *options]
+        )
     if code != 0:
         message = " / ".join(errors.getvalue().strip().splitlines())
         raise RuntimeError(f"pipeline.run exited with {code}: {message}")

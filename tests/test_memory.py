@@ -1,0 +1,90 @@
+"""Memory: an input three times the workers' memory, and workers stuck at their limit."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import assert_frames_match, popen_run
+
+from pipeline import run
+from pipeline.generate import generate
+from pipeline.io import InputError
+
+LIMIT = 600 * 2**20  # one worker process with 2 threads; Python and the libraries take ~250 MB
+ROWS = 11_500_000  # about 1.9 GB: over three times LIMIT
+
+
+def finished(*args: str | Path) -> None:
+    proc = popen_run(*args)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+
+
+def outputs(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    tracks = pd.read_parquet(out / "tracks").sort_values(["track_genre", "track_id"])
+    return (
+        pd.read_csv(out / "genre_summary.csv"),
+        pd.read_csv(out / "top_tracks.csv"),
+        tracks.reset_index(drop=True).astype({"track_genre": "str"}),
+    )
+
+
+@pytest.mark.slow
+def test_input_three_times_worker_memory_gives_the_same_outputs(tmp_path: Path) -> None:
+    src = generate(tmp_path / "tracks.csv", rows=ROWS, seed=11)
+    assert src.stat().st_size >= 3 * LIMIT
+    finished(src, "-o", tmp_path / "free", "-q")
+    finished(
+        src,
+        "-o",
+        tmp_path / "tight",
+        "-q",
+        "--processes",
+        "--workers",
+        "1",
+        "--threads-per-worker",
+        "2",
+        "--memory-limit",
+        f"{LIMIT >> 20}MiB",
+        "--blocksize",
+        "16MiB",
+    )
+    for got, want in zip(outputs(tmp_path / "tight"), outputs(tmp_path / "free"), strict=True):
+        assert_frames_match(got, want)
+    manifest = json.loads((tmp_path / "tight" / "manifest.json").read_text())
+    assert manifest["workers_lost"] == []  # no worker restarted, none killed
+    (worker,) = manifest["workers"].values()
+    assert worker["memory_limit_mb"] == round(LIMIT / 1e6, 1)
+    assert worker["peak_rss_mb"] < worker["memory_limit_mb"]
+
+
+class Paused:
+    """A stand-in client whose workers report a status."""
+
+    def __init__(self, *statuses: str) -> None:
+        self.statuses = statuses
+
+    def scheduler_info(self, n_workers: int) -> dict:
+        workers = {
+            f"w{i}": {"status": s, "memory_limit": LIMIT} for i, s in enumerate(self.statuses)
+        }
+        return {"workers": workers}
+
+
+def test_workers_paused_too_long_fail_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run, "PAUSED_TOO_LONG", 0.05)
+    assert run._check_paused(Paused("running", "paused"), None) is None
+    since = run._check_paused(Paused("paused", "paused"), None)
+    assert since is not None
+    assert run._check_paused(Paused("paused", "running"), since) is None  # one came back
+    time.sleep(0.1)
+    with pytest.raises(InputError) as err:
+        run._check_paused(Paused("paused", "paused"), since)
+    assert str(err.value) == (
+        "every worker has been paused at its memory limit (600 MiB) for 0 s; give workers "
+        "more memory (--memory-limit) or read smaller partitions (--blocksize)"
+    )
