@@ -62,11 +62,13 @@ def clean_block(block: Block) -> tuple[pa.Table, pd.DataFrame, int, int, int]:
     """Parse a block: (unique clean rows, rejected rows with in-block line, rows read,
     duplicates dropped within the block, newlines)."""
     data = io.read_block(block)
+    newlines = data.count(b"\n")
     table = io.parse_fast(data, block)
     if table is not None and transforms.all_valid(table):
-        unique = table.filter(pa.array(transforms.first_occurrences(table)))
-        dups = table.num_rows - unique.num_rows
-        return unique, _no_rejects(), table.num_rows, dups, data.count(b"\n")
+        del data  # the bytes, the rows and their unique copy would be in memory at once
+        first = transforms.first_occurrences(table)
+        unique = table if first.all() else table.filter(pa.array(first))
+        return unique, _no_rejects(), table.num_rows, table.num_rows - unique.num_rows, newlines
     raw = io.parse_exact(data, block)
     typed, reasons = transforms.typed_values(raw)
     reasons = reasons.fillna(transforms.invalid_reasons(typed, raw))
@@ -78,7 +80,7 @@ def clean_block(block: Block) -> tuple[pa.Table, pd.DataFrame, int, int, int]:
         rejected[list(io.REJECT_COLUMNS)],
         len(raw),
         len(clean) - len(unique),
-        data.count(b"\n"),
+        newlines,
     )
 
 
