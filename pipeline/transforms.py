@@ -22,11 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import schema
+from pipeline.schema import GENRE, KEY, MEAN_COLUMNS, TRACK_ID
 
 # Arrow tables that crossed processes (Dask workers) may arrive with buffers at any address;
 # Acero's group-by would print a warning for each: let it copy such buffers instead.
 os.environ.setdefault("ACERO_ALIGNMENT_HANDLING", "reallocate")
-from pipeline.schema import GENRE, KEY, MEAN_COLUMNS, TRACK_ID
 
 POPULARITY_BINS = 101  # popularity is an integer 0..100: a histogram gives exact min and max
 _HIST = [f"pop_{i}" for i in range(POPULARITY_BINS)]
