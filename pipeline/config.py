@@ -9,6 +9,7 @@ from typing import Any
 
 DEFAULT_INPUT = Path("data/dataset.csv")
 MIB = 1 << 20
+BLOCK_CAP = 48 * MIB  # the largest default block
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,9 @@ class Config:
 
     def blocksize_for(self, total_bytes: int, threads: int) -> int:
         """Bytes per block: the configured size, or enough blocks to keep every thread busy
-        (about four per thread) without blocks above 64 MiB or below 1 MiB."""
+        (about four per thread) without blocks above 48 MiB or below 1 MiB. The cap keeps the
+        peak memory flat with input size (measured: 610 / 690 / 726 MB at 2M / 10M / 20M rows;
+        with 64 MiB 610 / 843 / 823 MB, about 8% faster)."""
         if self.blocksize:
             return self.blocksize
-        return int(min(64 * MIB, max(MIB, total_bytes // (4 * threads) + 1)))
+        return int(min(BLOCK_CAP, max(MIB, total_bytes // (4 * threads) + 1)))
