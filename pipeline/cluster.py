@@ -21,6 +21,7 @@ from distributed.versions import VersionMismatchWarning, scheduler_relevant_pack
 
 from pipeline.config import Config
 from pipeline.io import InputError
+from pipeline.memory import peak_rss_mb
 
 log = logging.getLogger("pipeline")
 PACKAGE = "genre-pipeline"  # tasks call its functions: the workers need the same version
@@ -206,19 +207,9 @@ def _worker_memory(dask_worker) -> dict[str, float | None]:
         if isinstance(key, tuple) and key[-2:] == ("disk-write", "bytes")
     )
     limit = dask_worker.memory_manager.memory_limit
+    peak = peak_rss_mb()
     return {
         "memory_limit_mb": round(limit / 1e6, 1) if limit else None,
-        "peak_rss_mb": round(_peak_rss() / 1e6, 1),
+        "peak_rss_mb": None if peak is None else round(peak, 1),
         "spilled_mb": round(spilled / 1e6, 1),
     }
-
-
-def _peak_rss() -> int:
-    """This process's peak resident bytes (Linux VmHWM; else ru_maxrss)."""
-    try:
-        with open("/proc/self/status") as f:
-            return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) * 1024
-    except (OSError, StopIteration):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

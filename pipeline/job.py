@@ -110,15 +110,20 @@ def process_block(
     )
 
 
+def files_by_genre(files: list[list[str]]) -> dict[str, list[str]]:
+    """The Parquet files of every block, grouped by genre, each genre's in block order."""
+    of_genre: dict[str, list[str]] = {}
+    for path in (p for block in files for p in block):
+        of_genre.setdefault(io.genre_of_file(path), []).append(path)
+    return of_genre
+
+
 def genre_duplicates(
-    task: int, files: list[list[str]], storage_options: StorageOptions | None = None
+    task: int, of_genre: dict[str, list[str]], storage_options: StorageOptions | None = None
 ) -> tuple[pd.DataFrame, pd.Series]:
     """For every ``GENRE_TASKS``-th genre from ``task`` on: remove the rows whose track_id
     occurred in an earlier block of the genre from their Parquet file, and count the genre's
     distinct artists among the rows that stay. Returns the removed rows and the counts."""
-    of_genre: dict[str, list[str]] = {}
-    for path in (p for block in files for p in block):  # in block order
-        of_genre.setdefault(io.genre_of_file(path), []).append(path)
     removed = [pd.DataFrame(columns=schema.NAMES)]
     artists = {}
     for genre in sorted(of_genre)[task::GENRE_TASKS]:  # one genre's ids and artists at a time
@@ -138,7 +143,7 @@ def finish(
     top: pd.DataFrame,
     dedup: list[tuple[pd.DataFrame, pd.Series]],
     n: int,
-    files: list[list[str]],
+    of_genre: dict[str, list[str]],
     storage_options: StorageOptions | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """The final summary and top tracks, corrected for removed cross-block duplicates; the
@@ -153,12 +158,7 @@ def finish(
             removed_rows[GENRE]
         )
         if hit:
-            paths = [
-                p
-                for block in files
-                for p in block
-                if io.genre_of_file(p) in hit and io.exists(p, storage_options)
-            ]
+            paths = [p for genre in hit for p in of_genre[genre] if io.exists(p, storage_options)]
             rows = pd.concat([io.read_tracks_file(p, storage_options) for p in paths])
             rows = rows.astype(schema.PANDAS_DTYPES)
             top = transforms.merge_tops(
@@ -183,11 +183,12 @@ def build(
         [r.summary for r in results], dask.delayed(transforms.merge_summaries)
     )
     tops = transforms.tree_reduce([r.top for r in results], merge_top)
-    files = [r.files for r in results]
+    of_genre = dask.delayed(files_by_genre)([r.files for r in results])
     dedup = [
-        dask.delayed(genre_duplicates)(task, files, storage_options) for task in range(GENRE_TASKS)
+        dask.delayed(genre_duplicates)(task, of_genre, storage_options)
+        for task in range(GENRE_TASKS)
     ]
-    outputs = dask.delayed(finish, nout=3)(summary, tops, dedup, top, files, storage_options)
+    outputs = dask.delayed(finish, nout=3)(summary, tops, dedup, top, of_genre, storage_options)
     counts = [dask.delayed(_counts)(r) for r in results]
     return {"outputs": outputs, "counts": counts, "rejected": [r.rejected for r in results]}
 

@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 
 from pipeline.benchmark.engines import WORKLOADS
+from pipeline.memory import peak_rss_mb
 
 
 def tree_cpu_seconds() -> float:
@@ -34,20 +35,6 @@ def tree_cpu_seconds() -> float:
             total += t.user + t.system + getattr(t, "children_user", 0.0)
             total += getattr(t, "children_system", 0.0)
     return total
-
-
-def own_peak_mb() -> float:
-    """This process's peak resident memory in MB (0 where the OS does not say).
-
-    Linux's VmHWM starts fresh in a new process; ``ru_maxrss`` would be inherited from the
-    parent across fork, so a run could never report less than the process that started it.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            hwm = next(line for line in f if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        return 0.0
-    return int(hwm.split()[1]) * 1024 / 1e6  # kB
 
 
 def measure(module: str, workload: str, path: str, out_dir: str | None) -> dict[str, Any]:
@@ -64,7 +51,7 @@ def measure(module: str, workload: str, path: str, out_dir: str | None) -> dict[
         "end": end,
         "engine_s": engine_s,
         "cpu_s": tree_cpu_seconds(),
-        "own_peak_mb": own_peak_mb(),
+        "own_peak_mb": peak_rss_mb() or 0.0,
         "phases": phases,
         "result": result,
     }
