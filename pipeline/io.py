@@ -15,11 +15,12 @@ import fcntl
 import io
 import itertools
 import json
+import mmap
 import os
 import posixpath
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from fsspec.spec import AbstractFileSystem
 from fsspec.utils import read_block as _read_block
 
 from pipeline import schema
+from pipeline.config import MIB
 
 REJECT_COLUMNS = ("file", "line", "reason", "index", *schema.NAMES, "extra")
 # Dictionary-encode only the columns that repeat (ids and names are nearly unique): faster.
@@ -174,9 +176,40 @@ def file_size(path: str, storage_options: StorageOptions | None = None) -> int:
         return f.size
 
 
-def read_block(block: Block) -> bytes:
-    """The bytes of a block, as UTF-8: whole lines, from the line starting at or after its
-    offset (a file in another, ASCII-compatible encoding is transcoded here)."""
+@contextmanager
+def block_data(block: Block) -> Iterator[memoryview]:
+    """The bytes of a block, as UTF-8: whole lines, from the line after the first line end at
+    or after its offset to the first line end at or after its end (as fsspec's ``read_block``).
+
+    A local UTF-8 file is memory-mapped, so the parser reads the page cache directly: copying
+    a 48 MiB block into fresh memory cost 28 ms of the 170 ms its summary takes. Other files
+    are read (and transcoded to UTF-8). The view is valid inside the ``with`` only.
+    """
+    fs, path = _fs(block.path, block.storage_options)
+    if not (_local(fs) and _is_utf8_name(block.encoding)):
+        yield memoryview(_read_bytes(block))
+        return
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size < block.offset + block.length:
+            raise InputError(f"{block.path}: the file shrank while it was read; run again")
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        start = 0 if block.offset == 0 else _after_line_end(m, block.offset)
+        view = memoryview(m)[start : _after_line_end(m, block.offset + block.length)]
+        try:
+            yield view
+        finally:
+            with suppress(BufferError):  # still exported (by a traceback): unmapped when freed
+                view.release()
+                m.close()
+
+
+def _after_line_end(m: mmap.mmap, at: int) -> int:
+    """The position after the first line end at or after ``at``, or the end of the file."""
+    found = m.find(b"\n", at)
+    return len(m) if found < 0 else found + 1
+
+
+def _read_bytes(block: Block) -> bytes:
     with _open(block.path, block.storage_options) as f:
         data = _read_block(f, block.offset, block.length, delimiter=b"\n")
     if _is_utf8_name(block.encoding):
@@ -189,18 +222,41 @@ def read_block(block: Block) -> bytes:
         ) from err
 
 
+def count_lines(data: memoryview) -> int:
+    """The line ends in a block (numpy, a MiB at a time: 4x faster than ``bytes.count``)."""
+    values = np.frombuffer(data, np.uint8)
+    chunks = (values[i : i + (1 << 20)] for i in range(0, len(values), 1 << 20))
+    return sum(int(np.count_nonzero(chunk == ord("\n"))) for chunk in chunks)
+
+
 # -- parsing ------------------------------------------------------------------------------------
 
 
-def _without_header(data: bytes, block: Block) -> bytes:
-    return data[data.find(b"\n") + 1 :] if block.index == 0 else data
+def _without_header(data: memoryview, block: Block) -> memoryview:
+    """The block without the file's header line (in the first 64 KiB, as for read_header)."""
+    return data[bytes(data[: 1 << 16]).find(b"\n") + 1 :] if block.index == 0 else data
 
 
-def parse_fast(data: bytes, block: Block, columns: Sequence[str] = schema.NAMES) -> pa.Table | None:
-    """The block's rows as a typed Arrow table of ``columns``, or None when some line has the
-    wrong number of fields or a value does not convert (the exact parser then finds which)."""
+def parse_fast(data: memoryview, block: Block) -> pa.Table | None:
+    """The block's rows as a typed Arrow table of the schema's columns, or None when some byte
+    is not UTF-8, a line has the wrong number of fields or a value does not convert (the exact
+    parser then finds which)."""
     if not _is_utf8(data):
-        return None  # the exact parser names the line (pyarrow would only print a warning)
+        return None  # even in a column not read: the exact parser names the line
+    # one chunk, whatever the block's size: write_tracks takes each genre's rows from it
+    return parse_columns(data, block, schema.ARROW_TYPES, min(len(data) + 1, 1 << 30))
+
+
+def parse_columns(
+    data: memoryview, block: Block, types: Mapping[str, pa.DataType], chunk_size: int = 4 * MIB
+) -> pa.Table | None:
+    """The block's columns named in ``types``, so typed, in chunks of rows from about
+    ``chunk_size`` bytes of text, or None when a line has the wrong number of fields or a value
+    does not convert (text that is not UTF-8 included: Arrow checks the text columns it reads).
+
+    Chunks of a few MiB parse faster than one chunk of the whole block (measured on 48 MiB:
+    90 ms in 4 MiB chunks, 103 ms in one), their text staying in the CPU's cache.
+    """
     wrong_width: list[int] = []
 
     def invalid(row: pacsv.InvalidRow) -> str:
@@ -209,16 +265,16 @@ def parse_fast(data: bytes, block: Block, columns: Sequence[str] = schema.NAMES)
 
     try:
         table = pacsv.read_csv(
-            io.BytesIO(_without_header(data, block)),
+            pa.BufferReader(pa.py_buffer(_without_header(data, block))),
             read_options=pacsv.ReadOptions(
                 column_names=list(block.header),
                 use_threads=False,
-                block_size=min(len(data) + 1, 1 << 30),  # one chunk: cheap takes by genre
+                block_size=chunk_size,
             ),
             parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
             convert_options=pacsv.ConvertOptions(
-                column_types=schema.ARROW_TYPES,
-                include_columns=list(columns),
+                column_types=dict(types),
+                include_columns=list(types),
                 null_values=[""],
                 strings_can_be_null=True,
                 true_values=list(schema.TRUE_VALUES),
@@ -230,7 +286,7 @@ def parse_fast(data: bytes, block: Block, columns: Sequence[str] = schema.NAMES)
     return None if wrong_width else table
 
 
-def _is_utf8(data: bytes) -> bool:
+def _is_utf8(data: memoryview) -> bool:
     """Whether bytes are valid UTF-8 (Arrow's vectorised check: no copy, no GIL)."""
     offsets = pa.py_buffer(np.array([0, len(data)], dtype="int64"))
     as_binary = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(data)])
@@ -241,9 +297,10 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def parse_exact(data: bytes, block: Block) -> pd.DataFrame:
+def parse_exact(view: memoryview, block: Block) -> pd.DataFrame:
     """Every record of the block as text, with ``line`` (1-based, from the block's start) and,
     for a record with the wrong number of fields, a ``reason``."""
+    data = bytes(view)
     try:
         text = data.decode("utf-8-sig" if block.index == 0 else "utf-8")
     except UnicodeDecodeError as err:

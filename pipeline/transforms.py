@@ -3,10 +3,9 @@
 Nothing here reads files, starts clusters or computes Dask collections. The
 per-genre outputs are written as *partial -> merge -> finalize* triples: the
 partial of a partition is small (one row per genre, one per genre-artist pair,
-N rows per genre for the top tracks), partials merge associatively, and every
-partial field is additive, so a partial can also be subtracted exactly (used
-when a duplicate is found in a later partition). The same triple runs on one
-pandas frame, on the partitions of a Dask frame, or inside the pipeline's graph.
+N rows per genre for the top tracks) and partials merge associatively. The same
+triple runs on one pandas frame, on the partitions of a Dask frame, or inside the
+pipeline's graph.
 """
 
 from __future__ import annotations
@@ -144,15 +143,15 @@ class SummaryPartial(NamedTuple):
     """Additive per-genre aggregates of some rows.
 
     ``genres``: per genre the row count, explicit count, popularity histogram and the sums
-    behind each mean. ``pairs``: per (genre, artists) pair the number of rows (an Arrow table
-    of :data:`PAIRS_SCHEMA`: it has a row per pair, so it stays in Arrow, off the GIL).
+    behind each mean. ``pairs``: the distinct (genre, artists) pairs (an Arrow table of
+    :data:`PAIRS_SCHEMA`: it has a row per pair, so it stays in Arrow, off the GIL).
     """
 
     genres: pd.DataFrame
     pairs: pa.Table
 
 
-PAIRS_SCHEMA = pa.schema([(GENRE, pa.string()), ("artists", pa.string()), ("rows", pa.int64())])
+PAIRS_SCHEMA = pa.schema([(GENRE, pa.string()), ("artists", pa.string())])
 _GENRE_COLUMNS = [*_SUMS, "rows", "explicit", *_HIST]
 
 
@@ -167,8 +166,7 @@ def summary_partial(df: pd.DataFrame) -> SummaryPartial:
         index=sums.index, columns=range(POPULARITY_BINS), fill_value=0
     )
     genres = pd.concat([sums, counts, hist.set_axis(_HIST, axis=1)], axis=1)
-    pairs = df.groupby([GENRE, "artists"], sort=False, observed=True).size()
-    return SummaryPartial(genres, _pairs_table(pairs.rename("rows").reset_index()))
+    return SummaryPartial(genres, _pairs_table(df[[GENRE, "artists"]].drop_duplicates()))
 
 
 def summary_partial_arrow(table: pa.Table, with_pairs: bool = True) -> SummaryPartial:
@@ -177,30 +175,30 @@ def summary_partial_arrow(table: pa.Table, with_pairs: bool = True) -> SummaryPa
     distinct artists must be counted another way (the run counts them per genre)."""
     if not table.num_rows:
         return _empty_partial()
-    by_genre = table.group_by(GENRE, use_threads=False)
-    sums = by_genre.aggregate(
-        [(c, "sum") for c in MEAN_COLUMNS] + [("explicit", "sum"), ([], "count_all")]
-    ).to_pandas()
-    sums = sums.set_index(GENRE).set_axis([*_SUMS, "explicit", "rows"], axis=1)
-    hist = (
+    # one hash aggregation by (genre, popularity): the histogram, and sums added up per genre
+    # (measured: 13 ms per 48 MiB block, 22 ms as two, by genre and by genre and popularity)
+    fields = [*MEAN_COLUMNS, "explicit"]
+    groups = (
         table.group_by([GENRE, "popularity"], use_threads=False)
-        .aggregate([([], "count_all")])
+        .aggregate([(c, "sum") for c in fields] + [([], "count_all")])
         .to_pandas()
-        .pivot(index=GENRE, columns="popularity", values="count_all")
+    )
+    sums = groups.groupby(GENRE, sort=False)[[f"{c}_sum" for c in fields] + ["count_all"]].sum()
+    sums = sums.set_axis([*_SUMS, "explicit", "rows"], axis=1)
+    hist = (
+        groups.pivot(index=GENRE, columns="popularity", values="count_all")
         .reindex(index=sums.index, columns=range(POPULARITY_BINS))
         .fillna(0)
         .astype("int64")
         .set_axis(_HIST, axis=1)
     )
     genres = pd.concat([sums.astype({"explicit": "int64"}), hist], axis=1)[_GENRE_COLUMNS]
-    pairs = pair_counts(table) if with_pairs else PAIRS_SCHEMA.empty_table()
+    pairs = _distinct_pairs(table) if with_pairs else PAIRS_SCHEMA.empty_table()
     return SummaryPartial(genres, _pairs_table(pairs))
 
 
-def pair_counts(table: pa.Table) -> pa.Table:
-    """Rows per (genre, artists) pair of an Arrow table, in :data:`PAIRS_SCHEMA`."""
-    pairs = table.group_by([GENRE, "artists"], use_threads=False).aggregate([([], "count_all")])
-    return pairs.rename_columns(PAIRS_SCHEMA.names)
+def _distinct_pairs(table: pa.Table) -> pa.Table:
+    return table.group_by([GENRE, "artists"], use_threads=False).aggregate([])
 
 
 def unique_artists(pairs: pa.Table) -> pd.Series:
@@ -222,26 +220,11 @@ def _empty_partial() -> SummaryPartial:
     return SummaryPartial(genres, PAIRS_SCHEMA.empty_table())
 
 
-def merge_summaries(
-    parts: Sequence[SummaryPartial], sign: Sequence[int] | None = None
-) -> SummaryPartial:
-    """Add partials (each times its ``sign``, +1 by default); pairs that reach zero rows vanish."""
-    sign = sign or [1] * len(parts)
-    genres = (
-        pd.concat([p.genres * s for p, s in zip(parts, sign, strict=True)]).groupby(level=0).sum()
-    )
-    signed = [
-        p.pairs.set_column(2, "rows", pc.multiply(p.pairs["rows"], s))
-        for p, s in zip(parts, sign, strict=True)
-    ]
-    pairs = (
-        pa.concat_tables(signed)
-        .group_by([GENRE, "artists"], use_threads=False)
-        .aggregate([("rows", "sum")])
-        .rename_columns(PAIRS_SCHEMA.names)
-    )
-    genres = genres[genres["rows"] > 0]
-    return SummaryPartial(genres, pairs.filter(pc.greater(pairs["rows"], 0)))
+def merge_summaries(parts: Sequence[SummaryPartial]) -> SummaryPartial:
+    """The partial of all the rows of ``parts``."""
+    genres = pd.concat([p.genres for p in parts]).groupby(level=0).sum()
+    pairs = pa.concat_tables([p.pairs for p in parts])
+    return SummaryPartial(genres, _distinct_pairs(pairs))
 
 
 def finalize_summary(part: SummaryPartial, artists: pd.Series | None = None) -> pd.DataFrame:

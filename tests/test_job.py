@@ -96,3 +96,36 @@ def test_summary_graph_refuses_rows_that_do_not_parse(tmp_path: Path) -> None:
     src.write_text("\n".join([HEADER, row(0, "t0", "jazz", 5), row(1, "t1", "jazz", "x")]) + "\n")
     with pytest.raises(io.InputError, match="some rows do not parse"):
         dask.compute(job.build_summary(io.plan_blocks([str(src)], 1 << 20)), scheduler="sync")
+
+
+@pytest.mark.parametrize("blocksize", [1024, 1031, 4096, 1 << 20])
+def test_mapped_blocks_are_fsspec_blocks(tmp_path: Path, blocksize: int) -> None:
+    """Blocks of a local file are memory-mapped; they must hold the lines fsspec's read_block
+    gives (a line after the first line end at or after the offset, to the first line end at
+    or after the end), cover the file once, and survive lines longer than a block."""
+    from fsspec.utils import read_block
+
+    lines = [HEADER] + [row(i, f"t{i}", "jazz", i % 100) for i in range(300)]
+    lines[40] = lines[40].replace("Album", "A" * 3000)  # longer than the smallest blocks
+    src = tmp_path / "tracks.csv"
+    src.write_text("\n".join(lines) + "\n")
+    blocks = io.plan_blocks([str(src)], blocksize)
+    got = []
+    for block in blocks:
+        with io.block_data(block) as data:
+            got.append(bytes(data))
+    with open(src, "rb") as f:
+        want = [read_block(f, b.offset, b.length, delimiter=b"\n") for b in blocks]
+    assert got == want
+    assert b"".join(got) == src.read_bytes()
+    assert sum(io.count_lines(memoryview(g)) for g in got) == len(lines)
+
+
+def test_a_file_that_shrank_after_planning_is_an_input_error(tmp_path: Path) -> None:
+    src = tmp_path / "tracks.csv"
+    src.write_text("\n".join([HEADER] + [row(i, f"t{i}", "jazz", 5) for i in range(100)]) + "\n")
+    last = io.plan_blocks([str(src)], 1024)[-1]
+    src.write_text(HEADER + "\n")
+    shrank = "the file shrank while it was read; run again"
+    with pytest.raises(io.InputError, match=shrank), io.block_data(last):
+        pass

@@ -10,7 +10,7 @@ from pathlib import Path
 import dask
 import pandas as pd
 from conftest import assert_frames_match
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline import io, job, schema, transforms
@@ -63,10 +63,18 @@ def whole_file_reference(path: Path) -> tuple[pd.DataFrame, int, int]:
     return transforms.genre_summary(unique), int(reasons.notna().sum()), len(clean) - len(unique)
 
 
+_TWIN = ["0", "a", "", "Album", "", "0", "0", "True", "0.0", "0.0", "0", "0.0", "0"]
+_TWIN += [*["0.0"] * 6, "0", "rock"]
+
+
 @settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(rows(), min_size=1, max_size=60), st.sampled_from([256, 1024, 1 << 20]))
+@example(  # a later copy in another block: subtracting its 1.0 from 7e-71 + 1.0 left 0.0
+    lines=[[*_TWIN[:17], value, *_TWIN[18:]] for value in ("6.9766377294225075e-71", "1.0")],
+    blocksize=256,
+)
 def test_pipeline_equals_whole_file_rules(tmp_path_factory, lines, blocksize) -> None:
     tmp = tmp_path_factory.mktemp("prop")
     text = stdio.StringIO()

@@ -113,16 +113,14 @@ def test_top_tracks_dask_equals_pandas(n: int) -> None:
         dd.assert_eq(top_tracks(ddf, n).compute(), top_tracks(df, n))
 
 
-def test_summary_partials_merge_and_subtract_exactly() -> None:
+def test_summary_partials_merge_exactly() -> None:
     df = drop_duplicate_tracks(tiny())
     halves = [summary_partial(df.iloc[:4]), summary_partial(df.iloc[4:])]
     whole = transforms.finalize_summary(merge_summaries(halves))
     pd.testing.assert_frame_equal(whole, genre_summary(df))
-    extra = tiny().iloc[[2]]  # add a row, then take it away again
-    back = merge_summaries(
-        [merge_summaries([*halves, summary_partial(extra)]), summary_partial(extra)], [1, -1]
-    )
-    pd.testing.assert_frame_equal(transforms.finalize_summary(back), whole)
+    again = transforms.finalize_summary(merge_summaries([*halves, summary_partial(df.iloc[:4])]))
+    assert again["unique_artists"].tolist() == whole["unique_artists"].tolist()  # pairs distinct
+    assert (again["tracks"] > whole["tracks"]).any()
 
 
 def test_summary_partial_of_no_rows_is_neutral() -> None:
@@ -197,9 +195,6 @@ def test_arrow_summary_partial_equals_pandas() -> None:
         pd.testing.assert_frame_equal(
             transforms.finalize_summary(got), transforms.finalize_summary(want)
         )
-    arrow = transforms.summary_partial_arrow(table)
-    nothing = merge_summaries([arrow, summary_partial(df)], [1, -1])
-    assert nothing.genres.empty and nothing.pairs.num_rows == 0
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 10])
