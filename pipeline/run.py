@@ -13,6 +13,7 @@ import os
 import platform
 import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from datetime import UTC, datetime
@@ -327,15 +328,20 @@ def _compute(client, graph: dict, progress: bool) -> dict:
     from distributed import progress as progress_bar
 
     future = client.compute(dask.delayed(graph))
+    bar = threading.Thread(target=progress_bar, args=(future,), daemon=True)  # blocks till done
     if progress:
-        progress_bar(future)
-        print()
+        bar.start()
     paused_since = None
     while True:
         try:
-            return future.result(timeout=1)
+            result = future.result(timeout=1)
+            break
         except TimeoutError:
             paused_since = _check_paused(client, paused_since)
+    if progress:
+        bar.join(timeout=5)
+        print()
+    return result
 
 
 PAUSED_TOO_LONG = 60.0  # seconds every worker may stay paused at its memory limit

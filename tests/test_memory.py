@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import dask
 import pandas as pd
 import pytest
 from conftest import assert_frames_match, popen_run
@@ -88,3 +89,22 @@ def test_workers_paused_too_long_fail_the_run(monkeypatch: pytest.MonkeyPatch) -
         "every worker has been paused at its memory limit (600 MiB) for 0 s; give workers "
         "more memory (--memory-limit) or read smaller partitions (--blocksize)"
     )
+
+
+def test_the_paused_check_runs_while_a_progress_bar_is_shown(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The bar (shown on a terminal) waits for the whole compute: it runs beside the check."""
+    from distributed import Client
+
+    def paused(client, since):
+        raise InputError("paused")
+
+    with Client(processes=False, n_workers=1, dashboard_address=None) as client:
+        assert run._compute(client, {"x": dask.delayed(sum)([1, 2])}, True) == {"x": 3}
+        assert "100% Completed" in capsys.readouterr().out
+        monkeypatch.setattr(run, "_check_paused", paused)
+        start = time.monotonic()
+        with pytest.raises(InputError, match="paused"):
+            run._compute(client, {"x": dask.delayed(time.sleep)(8)}, True)
+        assert time.monotonic() - start < 5
