@@ -407,8 +407,8 @@ def write_tracks(
 
 def read_tracks_file(path: str, storage_options: StorageOptions | None = None) -> pd.DataFrame:
     """One Parquet file written by :func:`write_tracks`, its genre column restored."""
-    fs, path = _fs(path, storage_options)
-    df = pq.read_table(path, filesystem=_arrow_fs(fs)).to_pandas()
+    columns = [c for c in schema.NAMES if c != schema.GENRE]
+    df = read_tracks_columns(path, columns, storage_options).to_pandas()
     df[schema.GENRE] = genre_of_file(path)
     return df[list(schema.NAMES)]
 

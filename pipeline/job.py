@@ -135,21 +135,24 @@ def genre_duplicates(
         paths = of_genre[genre]
         keys = [io.read_tracks_columns(p, [TRACK_ID, "artists"], storage_options) for p in paths]
         later, artists[genre] = transforms.later_copies(keys)
+        emptied = set()
         for part, ids in later.groupby("part")[TRACK_ID]:  # one rewrite per affected file
             df = io.read_tracks_file(paths[part], storage_options)
             hit = df[TRACK_ID].isin(ids)
             removed.append(df[hit])
             io.rewrite_tracks_file(paths[part], df[~hit], storage_options)
+            if hit.all():
+                emptied.add(paths[part])  # rewrite_tracks_file removed it
         if not later.empty:
-            recomputed.append(_genre_partial(genre, paths, storage_options))
+            kept = [p for p in paths if p not in emptied]
+            recomputed.append(_genre_partial(genre, kept, storage_options))
     return pd.concat(removed, ignore_index=True), pd.Series(artists, dtype="int64"), recomputed
 
 
 def _genre_partial(
     genre: str, paths: list[str], storage_options: StorageOptions | None
 ) -> pd.DataFrame:
-    """The summary partial (``genres`` part) of one genre's Parquet files as they are now."""
-    paths = [p for p in paths if io.exists(p, storage_options)]
+    """The summary partial (``genres`` part) of one genre's Parquet files."""
     table = pa.concat_tables(io.read_tracks_columns(p, _SUMMED, storage_options) for p in paths)
     table = table.append_column(GENRE, pa.array([genre] * table.num_rows, pa.string()))
     return transforms.summary_partial_arrow(table, with_pairs=False).genres

@@ -249,11 +249,7 @@ def execute(
 ) -> tuple[job.JobResult, dict]:
     """Compute every output in one graph on the client's cluster; return results and facts."""
     cluster = describe(client)
-    total = sum(io.file_size(p, cfg.storage_options) for p in paths)
-    blocksize = cfg.blocksize_for(total, sum(client.nthreads().values()))
-    blocks = io.plan_blocks(
-        paths, blocksize, encoding=cfg.encoding, storage_options=cfg.storage_options
-    )
+    blocks, blocksize, total = plan(cfg, paths, sum(client.nthreads().values()))
     log.info("input      %s (%s, %.1f MB)", cfg.input, _files(paths), total / 1e6)
     log.info("partitions %d of up to %.1f MB", len(blocks), blocksize / 1e6)
     log.info("cluster    %s, dashboard %s", cluster, client.dashboard_link)
@@ -280,6 +276,17 @@ def execute(
         "workers_lost": lost,
     }
     return job.collect(blocks, computed), facts
+
+
+def plan(cfg: Config, paths: list[str], threads: int) -> tuple[list[io.Block], int, int]:
+    """The blocks to read ``paths`` in on ``threads`` threads: (blocks, bytes per block, bytes
+    in all)."""
+    total = sum(io.file_size(p, cfg.storage_options) for p in paths)
+    blocksize = cfg.blocksize_for(total, threads)
+    blocks = io.plan_blocks(
+        paths, blocksize, encoding=cfg.encoding, storage_options=cfg.storage_options
+    )
+    return blocks, blocksize, total
 
 
 def _compute_blocks(

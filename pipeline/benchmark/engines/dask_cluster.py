@@ -35,9 +35,8 @@ def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:
     cfg = cli.make_config(cli.parse_args([path, "--dashboard-address", DASHBOARD]))
     with timed_session(connect(cfg), phases) as client:
         threads = sum(client.nthreads().values())
-        paths = io.expand_input(path)
-        blocksize = cfg.blocksize_for(sum(io.file_size(p) for p in paths), threads)
-        return client.compute(job.build_summary(io.plan_blocks(paths, blocksize))).result()
+        blocks, _, _ = cli.plan(cfg, io.expand_input(path), threads)
+        return client.compute(job.build_summary(blocks)).result()
 
 
 def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
