@@ -2,22 +2,32 @@
 
 The same functions the CLI uses, for notebooks and scripts::
 
-    from pipeline import Config, run_pipeline, generate_tracks, genre_summary, top_tracks
+    from pipeline import read_tracks, drop_duplicate_tracks, genre_summary, top_tracks
+
+    tracks = read_tracks("data/dataset.csv")  # Dask DataFrames: tracks.clean, tracks.rejected
+    genre_summary(drop_duplicate_tracks(tracks.clean)).compute()
+    tracks.clean.groupby("artists")["popularity"].mean().compute()  # any groupby of your own
+
+    from pipeline import Config, run_pipeline, generate_tracks
 
 (``run_pipeline`` and ``generate_tracks``, not ``run`` and ``generate``: those names are the
-modules behind ``python -m pipeline.run`` and ``python -m pipeline.generate``.)
+modules behind ``python -m pipeline.run`` and ``python -m pipeline.generate``.) ``read_tracks``
+and ``Tracks`` are imported on first use: ``import pipeline`` does not import Dask.
 """
 
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import Config
 from pipeline.transforms import drop_duplicate_tracks, genre_summary, top_tracks
 
 __all__ = [
     "Config",
+    "Tracks",
     "drop_duplicate_tracks",
     "generate_tracks",
     "genre_summary",
+    "read_tracks",
     "run_pipeline",
     "top_tracks",
 ]
@@ -35,3 +45,11 @@ def generate_tracks(path: str | Path, rows: int = 114_000, seed: int = 42) -> Pa
     from pipeline.generate import generate as _generate
 
     return _generate(path, rows=rows, seed=seed)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("read_tracks", "Tracks"):
+        from pipeline import read
+
+        return getattr(read, name)
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

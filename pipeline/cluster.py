@@ -19,8 +19,7 @@ from distributed.comm import get_address_host, parse_address
 from distributed.security import Security
 from distributed.versions import VersionMismatchWarning, scheduler_relevant_packages
 
-from pipeline.config import Config
-from pipeline.io import InputError
+from pipeline.config import Config, InputError
 from pipeline.memory import peak_rss_mb
 
 log = logging.getLogger("pipeline")
@@ -56,7 +55,8 @@ def connect(cfg: Config) -> Iterator[Client]:
             memory_limit=cfg.memory_limit,
             dashboard_address=cfg.dashboard_address,
             worker_dashboard_address="127.0.0.1:0",  # Dask's default is every interface
-            silence_logs=logging.ERROR,
+            # a lost worker is reported by the run in one line; Dask's own logs with -v only
+            silence_logs=logging.WARNING if cfg.verbose else logging.CRITICAL,
             **network,
         ) as cluster,
         Client(cluster) as client,

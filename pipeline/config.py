@@ -1,4 +1,5 @@
-"""The one configuration object of a run: built once from the command line, then passed down."""
+"""The one configuration object of a run (built once from the command line, then passed down),
+and the error for bad input or usage."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from typing import Any
 DEFAULT_INPUT = Path("data/dataset.csv")
 MIB = 1 << 20
 BLOCK_CAP = 48 * MIB  # the largest default block
+
+
+class InputError(Exception):
+    """Bad input or usage: the CLI prints the message as one line and exits 2."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class Config:
     tls_cert: str | None = None
     tls_key: str | None = None
     progress: bool = False  # a progress bar (the CLI shows one on a terminal)
+    verbose: bool = False  # Dask's own logs (its workers' too) and tracebacks
     report: str | None = None  # save Dask's performance report (HTML) here
     keep_alive: bool = False  # keep the cluster and dashboard up after the run until Ctrl-C
     encoding: str = "utf-8"  # of the input files (ASCII-compatible: utf-8, latin-1, cp1252, ...)

@@ -23,10 +23,12 @@ from typing import Any
 
 from distributed import Client, performance_report
 
-from pipeline import io, job
+from pipeline import job, publish
+from pipeline.blocks import BadBytes, Plan, expand_input, plan_input
 from pipeline.cluster import connect, describe, scheduler_address, unencrypted_remote, worker_memory
-from pipeline.config import DEFAULT_INPUT, Config
-from pipeline.io import InputError
+from pipeline.config import DEFAULT_INPUT, Config, InputError
+from pipeline.read import SplitInQuotes
+from pipeline.storage import StorageOptions, remove_tree
 
 log = logging.getLogger("pipeline")
 
@@ -167,6 +169,7 @@ def make_config(args: argparse.Namespace) -> Config:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         progress=not args.quiet and sys.stdout.isatty(),
+        verbose=args.verbose,
         encoding=args.encoding,
         strict=args.strict,
         report=args.report,
@@ -211,8 +214,13 @@ def check_rejects(cfg: Config, result: job.JobResult) -> None:
 
 
 def setup_logging(args: argparse.Namespace) -> None:
+    """The report on stdout, warnings and errors on stderr (and all of it in --log-file)."""
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    report = logging.StreamHandler(sys.stdout)
+    report.addFilter(lambda record: record.levelno < logging.WARNING)
+    warnings = logging.StreamHandler(sys.stderr)
+    warnings.setLevel(logging.WARNING)
+    handlers: list[logging.Handler] = [report, warnings]
     if args.log_file:
         handlers.append(logging.FileHandler(args.log_file))
     logging.basicConfig(level=level, format="%(message)s", handlers=handlers, force=True)
@@ -249,71 +257,59 @@ def execute(
 ) -> tuple[job.JobResult, dict]:
     """Compute every output in one graph on the client's cluster; return results and facts."""
     cluster = describe(client)
-    blocks, blocksize, total = plan(cfg, paths, sum(client.nthreads().values()))
-    log.info("input      %s (%s, %.1f MB)", cfg.input, _files(paths), total / 1e6)
-    log.info("partitions %d of up to %.1f MB", len(blocks), blocksize / 1e6)
+    plan = plan_input(paths, cfg, sum(client.nthreads().values()))
+    log.info("input      %s (%s, %.1f MB)", cfg.input, _files(paths), plan.total_bytes / 1e6)
+    log.info("partitions %d of up to %.1f MB", len(plan.blocks), plan.blocksize / 1e6)
     log.info("cluster    %s, dashboard %s", cluster, client.dashboard_link)
     t = time.perf_counter()
     before = set(client.scheduler_info(n_workers=-1)["workers"])
     report = performance_report(cfg.report, mode="inline") if cfg.report else nullcontext()
     with report:
-        computed, work, blocks = _compute_blocks(client, cfg, stage, blocks, blocksize)
+        computed, work, plan = _compute_attempts(client, cfg, stage, plan)
     seconds["compute"] = time.perf_counter() - t
     lost = sorted(before - set(client.scheduler_info(n_workers=-1)["workers"]))
     if lost:
         log.warning(
-            "warning: %d worker(s) left or were restarted during the run (out of memory? see "
-            "--memory-limit); their tasks ran again elsewhere",
+            "warning: %d worker(s) left or were restarted during the run (killed, or out of "
+            "memory: see --memory-limit); Dask ran their tasks again, the outputs are complete",
             len(lost),
         )
-    io.keep_tracks(work, stage, cfg.storage_options)
+    publish.keep_tracks(work, stage, cfg.storage_options)
     facts = {
         "input": paths,
-        "bytes": total,
-        "partitions": len(blocks),
+        "bytes": plan.total_bytes,
+        "partitions": len(plan.blocks),
         "cluster": cluster,
         "workers": worker_memory(client),
         "workers_lost": lost,
     }
-    return job.collect(blocks, computed), facts
+    return job.collect(computed), facts
 
 
-def plan(cfg: Config, paths: list[str], threads: int) -> tuple[list[io.Block], int, int]:
-    """The blocks to read ``paths`` in on ``threads`` threads: (blocks, bytes per block, bytes
-    in all)."""
-    total = sum(io.file_size(p, cfg.storage_options) for p in paths)
-    blocksize = cfg.blocksize_for(total, threads)
-    blocks = io.plan_blocks(
-        paths, blocksize, encoding=cfg.encoding, storage_options=cfg.storage_options
-    )
-    return blocks, blocksize, total
-
-
-def _compute_blocks(
-    client, cfg: Config, stage: str, blocks: list[io.Block], blocksize: int
-) -> tuple[dict, str, list[io.Block]]:
-    """Compute the graph; return the results, the directory the tracks were written to and
-    the blocks finally read.
+def _compute_attempts(
+    client: Client, cfg: Config, stage: str, plan: Plan
+) -> tuple[list, str, Plan]:
+    """Compute the run's graph; return the results, the directory its files went to and the
+    plan finally read.
 
     A file with line breaks inside quoted values is found while computing; it is then read
     again as one partition, in a fresh directory (tasks of the first attempt may still run).
     """
-    paths = list(dict.fromkeys(b.path for b in blocks))
     whole: frozenset[str] = frozenset()
-    for attempt in range(len(paths) + 1):
+    for attempt in range(len(plan.paths) + 1):
         work = f"{stage}/_attempt-{attempt}"
         try:
-            graph = job.build(blocks, cfg.top, work, cfg.storage_options)
-            return _compute(client, graph, cfg.progress), work, blocks
-        except io.BadBytes as err:
+            outputs = job.build(plan, cfg.top, work, cfg.storage_options)
+            return _compute(client, outputs.collections(), cfg.progress), work, plan
+        except BadBytes as err:
             raise err.as_input_error() from err
-        except io.SplitInQuotes as err:
+        except SplitInQuotes as err:
             _wait_idle(client)  # tasks of this attempt must not write while we go on
             log.warning(
                 "%s has line breaks inside quoted values: reading it as one partition", err.path
             )
             whole |= {err.path}
-            blocks = io.plan_blocks(paths, blocksize, whole, cfg.encoding, cfg.storage_options)
+            plan = plan_input(list(plan.paths), cfg, sum(client.nthreads().values()), whole)
     raise RuntimeError("could not plan the input's partitions")
 
 
@@ -329,26 +325,27 @@ def _files(paths: list[str]) -> str:
     return "1 file" if len(paths) == 1 else f"{len(paths)} files"
 
 
-def _compute(client, graph: dict, progress: bool) -> dict:
+def _compute(client: Client, collections: list, progress: bool) -> list:
     """One compute for all outputs (the CSV is parsed once); a progress bar on a terminal."""
-    import dask
     from distributed import progress as progress_bar
+    from distributed import wait
 
-    future = client.compute(dask.delayed(graph))
-    bar = threading.Thread(target=progress_bar, args=(future,), daemon=True)  # blocks till done
+    futures = client.compute(collections)
+    bar = threading.Thread(target=progress_bar, args=(futures,), daemon=True)  # till done
     if progress:
         bar.start()
     paused_since = None
     while True:
         try:
-            result = future.result(timeout=1)
+            wait(futures, timeout=1)
             break
         except TimeoutError:
             paused_since = _check_paused(client, paused_since)
+    results = client.gather(futures)
     if progress:
         bar.join(timeout=5)
         print()
-    return result
+    return results
 
 
 PAUSED_TOO_LONG = 60.0  # seconds every worker may stay paused at its memory limit
@@ -372,13 +369,13 @@ def _check_paused(client: Client, since: float | None) -> float | None:
     return since
 
 
-def write_outputs(result: job.JobResult, stage: str, storage_options: io.StorageOptions) -> None:
+def write_outputs(result: job.JobResult, stage: str, storage_options: StorageOptions) -> None:
     """Write the CSV outputs into the staging directory and verify the accounting (against
     the rows in the Parquet files too); the manifest and _SUCCESS follow in :func:`seal`."""
-    io.write_csv(result.summary, f"{stage}/genre_summary.csv", storage_options)
-    io.write_csv(result.top, f"{stage}/top_tracks.csv", storage_options)
-    io.write_csv(result.rejected, f"{stage}/rejected_rows.csv", storage_options)
-    written = io.count_parquet_rows(f"{stage}/tracks", storage_options)
+    publish.write_csv(result.summary, f"{stage}/genre_summary.csv", storage_options)
+    publish.write_csv(result.top, f"{stage}/top_tracks.csv", storage_options)
+    publish.write_csv(result.rejected, f"{stage}/rejected_rows.csv", storage_options)
+    written = publish.count_parquet_rows(f"{stage}/tracks", storage_options)
     if (
         result.rows != result.kept + len(result.rejected) + result.duplicates
         or written != result.kept
@@ -396,23 +393,23 @@ def run(cfg: Config, given_input: bool) -> dict:
     seconds: dict[str, float] = {}
     ensure_input(cfg, given_input, seconds)
     t = time.perf_counter()
-    io.check_output_target(cfg.output, cfg.storage_options)
-    paths = io.expand_input(cfg.input, cfg.storage_options)
+    publish.check_output_target(cfg.output, cfg.storage_options)
+    paths = expand_input(cfg.input, cfg.storage_options)
     seconds["plan"] = time.perf_counter() - t
-    with io.output_lock(cfg.output, cfg.storage_options):
-        stage = io.staging_dir(cfg.output, cfg.storage_options)
+    with publish.output_lock(cfg.output, cfg.storage_options):
+        stage = publish.staging_dir(cfg.output, cfg.storage_options)
         try:
             t = time.perf_counter()
             with connect(cfg) as client:
                 seconds["cluster_start"] = time.perf_counter() - t
                 result, facts = execute(cfg, client, stage, paths, seconds)
                 manifest = seal(cfg, result, facts, stage, seconds, started, t0)
-                io.publish(stage, cfg.output, cfg.storage_options)
+                publish.publish(stage, cfg.output, cfg.storage_options)
                 report(result, manifest, cfg)
                 if cfg.keep_alive:
                     keep_alive(client)
         finally:
-            io.remove_tree(stage, cfg.storage_options)  # gone already once published
+            remove_tree(stage, cfg.storage_options)  # gone already once published
     return manifest
 
 
@@ -450,8 +447,8 @@ def seal(
         "started_at": started.isoformat(),
         "ended_at": datetime.now(UTC).isoformat(),
     }
-    io.write_json(manifest, f"{stage}/manifest.json", cfg.storage_options)
-    io.write_text("", f"{stage}/_SUCCESS", cfg.storage_options)
+    publish.write_json(manifest, f"{stage}/manifest.json", cfg.storage_options)
+    publish.write_text("", f"{stage}/_SUCCESS", cfg.storage_options)
     return manifest
 
 

@@ -14,7 +14,23 @@ import pandas as pd
 import pytest
 
 from pipeline.generate import generate
-from pipeline.schema import MEAN_COLUMNS
+from pipeline.schema import FILE_COLUMNS, MEAN_COLUMNS
+
+HEADER = ",".join(FILE_COLUMNS)
+
+
+def track_row(i: int, track: str, genre: str, pop: int | str, artists: str = "A") -> str:
+    """One line of a tracks CSV with the given id, genre, popularity and artists."""
+    return (
+        f'{i},{track},"{artists}",Album,Song,{pop},200000,{i % 2 == 0},0.5,0.{i % 10},1,-5.0,'
+        f"1,0.1,0.1,0.0,0.1,0.5,120.0,4,{genre}"
+    )
+
+
+def write_csv(path: Path, lines: list[str], newline: str = "\n") -> Path:
+    """A tracks CSV of the header and ``lines``."""
+    path.write_text(newline.join([HEADER, *lines]) + newline)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -54,9 +70,9 @@ def popen_run(*args: str | Path) -> subprocess.Popen:
 
 
 def wait_until_writing(proc: subprocess.Popen, out: Path) -> None:
-    """Return once the run's tasks are writing Parquet into their staging directory."""
+    """Return once the run's block tasks are writing into their staging directory."""
     deadline = time.monotonic() + 60
-    while not list(out.parent.glob(f".{out.name}.staging-*/_attempt-0/tracks")):
+    while not list(out.parent.glob(f".{out.name}.staging-*/_attempt-0/scratch/*.arrow")):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.02)
 

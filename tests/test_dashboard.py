@@ -20,7 +20,7 @@ def test_run_report_file_holds_the_task_stream(small_csv: Path, tmp_path: Path) 
     args = [str(small_csv), "-o", str(tmp_path / "out"), "--report", str(report)]
     assert main([*args, "--dashboard-address", "127.0.0.1:0"]) == 0
     html = report.read_text()
-    assert "Task Stream" in html and "process_block" in html
+    assert "Task Stream" in html and "read-block" in html and "gather" in html
     assert "cdn.bokeh.org" not in html  # scripts embedded: the file works offline
 
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import assert_frames_match, popen_run
 
 from pipeline import run
+from pipeline.config import InputError
 from pipeline.generate import generate
-from pipeline.io import InputError
 
 LIMIT = 600 * 2**20  # one worker process with 2 threads; Python and the libraries take ~250 MB
 ROWS = 11_500_000  # about 1.9 GB: over three times LIMIT

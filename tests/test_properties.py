@@ -13,7 +13,9 @@ from conftest import assert_frames_match
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline import io, job, schema, transforms
+from pipeline import job, schema, transforms
+from pipeline.blocks import plan_input
+from pipeline.config import Config
 
 GOOD = {
     "track_id": st.sampled_from(["a", "b", "c", "d", "e"]),
@@ -63,17 +65,17 @@ def whole_file_reference(path: Path) -> tuple[pd.DataFrame, int, int]:
     return transforms.genre_summary(unique), int(reasons.notna().sum()), len(clean) - len(unique)
 
 
-_TWIN = ["0", "a", "", "Album", "", "0", "0", "True", "0.0", "0.0", "0", "0.0", "0"]
+_TWIN = ["0", "a", "", "A" * 1100, "", "0", "0", "True", "0.0", "0.0", "0", "0.0", "0"]
 _TWIN += [*["0.0"] * 6, "0", "rock"]
 
 
 @settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(st.lists(rows(), min_size=1, max_size=60), st.sampled_from([256, 1024, 1 << 20]))
+@given(st.lists(rows(), min_size=1, max_size=60), st.sampled_from([1024, 2048, 1 << 20]))
 @example(  # a later copy in another block: subtracting its 1.0 from 7e-71 + 1.0 left 0.0
     lines=[[*_TWIN[:17], value, *_TWIN[18:]] for value in ("6.9766377294225075e-71", "1.0")],
-    blocksize=256,
+    blocksize=1024,
 )
 def test_pipeline_equals_whole_file_rules(tmp_path_factory, lines, blocksize) -> None:
     tmp = tmp_path_factory.mktemp("prop")
@@ -83,9 +85,9 @@ def test_pipeline_equals_whole_file_rules(tmp_path_factory, lines, blocksize) ->
     writer.writerows(lines)
     src = tmp / "in.csv"
     src.write_text(text.getvalue())
-    blocks = io.plan_blocks([str(src)], blocksize)
-    computed = dask.compute(job.build(blocks, 3, str(tmp / "stage")), scheduler="sync")[0]
-    result = job.collect(blocks, computed)
+    plan = plan_input([str(src)], Config(blocksize=blocksize), 1)
+    outputs = job.build(plan, 3, str(tmp / "stage"))
+    result = job.collect(list(dask.compute(*outputs.collections(), scheduler="sync")))
     want, rejected, duplicates = whole_file_reference(src)
     assert result.rows == len(lines) == result.kept + len(result.rejected) + result.duplicates
     assert (len(result.rejected), result.duplicates) == (rejected, duplicates)

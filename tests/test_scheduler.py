@@ -29,8 +29,7 @@ from distributed import Client
 from distributed.security import Security
 
 from pipeline.cluster import connect, describe, scheduler_address, version_mismatches
-from pipeline.config import Config
-from pipeline.io import InputError
+from pipeline.config import Config, InputError
 from pipeline.run import main, make_config, parse_args, warn_if_exposed
 
 DASK = Path(sys.executable).parent / "dask"
@@ -319,7 +318,7 @@ def test_scheduler_without_workers_yet_waits_for_the_first(
     with dask_cluster(tmp_path / "cluster", workers=0) as cluster:
         proc = popen_run(small_csv, "-o", tmp_path / "out", *BLOCKS, "--scheduler", cluster.address)
         try:
-            assert proc.stdout and proc.stdout.readline() == (
+            assert proc.stderr and proc.stderr.readline() == (  # a warning: on stderr
                 f"waiting for the first worker to join {cluster.address} (Ctrl-C stops)\n"
             )
             cluster.start_worker()

@@ -16,7 +16,8 @@ import s3fs
 from conftest import assert_frames_match, popen_run, reference
 from moto.server import ThreadedMotoServer
 
-from pipeline import io
+from pipeline import publish, read
+from pipeline.blocks import Block
 from pipeline.run import main, make_config, parse_args
 
 CSVS = ("genre_summary.csv", "top_tracks.csv", "rejected_rows.csv")
@@ -165,14 +166,14 @@ def test_storage_s3_failed_run_leaves_previous_output_and_no_staging(
     args = (small_csv, "-o", "s3://bkt/kept", *endpoint)
     assert run_cli(*args) == 0
     before = {p: fs.cat(p) for p in fs.find("bkt/kept")}
-    real = io.parse_fast
+    real = read.parse_columns
 
-    def broken(data: bytes, block: io.Block, *rest):
+    def broken(data: memoryview, block: Block, *rest):
         if block.ordinal == 3:
             raise OSError("disk on fire")
         return real(data, block, *rest)
 
-    monkeypatch.setattr(io, "parse_fast", broken)
+    monkeypatch.setattr(read, "parse_columns", broken)
     assert run_cli(*args, *BLOCKS) == 1
     assert "OSError: disk on fire" in capsys.readouterr().err
     fs.invalidate_cache()
@@ -238,7 +239,7 @@ def test_storage_publish_by_copying_order(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(fs, "rm_file", lambda p: seen.append(("rm", [p])) or rm_file(p))
     monkeypatch.setattr(fs, "copy", lambda a, b: seen.append(("copy", sorted(b))) or copy(a, b))
     try:
-        io.publish(f"memory://{stage}", f"memory://{out}")
+        publish.publish(f"memory://{stage}", f"memory://{out}")
         assert seen[:5] == [
             ("rm", [f"{out}/_SUCCESS"]),
             ("rm", [f"{out}/old.csv"]),

@@ -8,16 +8,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipeline import schema, transforms
+from pipeline import schema
 from pipeline.transforms import (
     all_valid,
     drop_duplicate_tracks,
     first_occurrences,
+    genre_groups,
     genre_summary,
     invalid_reasons,
-    later_copies,
-    merge_summaries,
-    summary_partial,
+    sort_by_genre,
     top_tracks,
     typed_values,
 )
@@ -49,6 +48,12 @@ def tiny() -> pd.DataFrame:
 
 def partitionings(df: pd.DataFrame) -> list[dd.DataFrame]:
     return [dd.from_pandas(df, npartitions=n, sort=False) for n in (1, 3, len(df))]
+
+
+def arrow_backed(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame as the reader gives it: pyarrow-backed dtypes (``pd.ArrowDtype``)."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 def test_drop_duplicate_tracks_keeps_first_in_file_order() -> None:
@@ -113,38 +118,64 @@ def test_top_tracks_dask_equals_pandas(n: int) -> None:
         dd.assert_eq(top_tracks(ddf, n).compute(), top_tracks(df, n))
 
 
-def test_summary_partials_merge_exactly() -> None:
+def test_genre_summary_and_top_tracks_same_on_pyarrow_backed_columns() -> None:
+    """The reader's frames hold pyarrow-backed columns: same answers, same output dtypes."""
     df = drop_duplicate_tracks(tiny())
-    halves = [summary_partial(df.iloc[:4]), summary_partial(df.iloc[4:])]
-    whole = transforms.finalize_summary(merge_summaries(halves))
-    pd.testing.assert_frame_equal(whole, genre_summary(df))
-    again = transforms.finalize_summary(merge_summaries([*halves, summary_partial(df.iloc[:4])]))
-    assert again["unique_artists"].tolist() == whole["unique_artists"].tolist()  # pairs distinct
-    assert (again["tracks"] > whole["tracks"]).any()
+    pd.testing.assert_frame_equal(genre_summary(arrow_backed(df)), genre_summary(df))
+    pd.testing.assert_frame_equal(top_tracks(arrow_backed(df), 2), top_tracks(df, 2))
+    for ddf in partitionings(arrow_backed(df)):
+        dd.assert_eq(genre_summary(ddf).compute(), genre_summary(df))
 
 
-def test_summary_partial_of_no_rows_is_neutral() -> None:
+def test_genre_summary_on_dask_is_lazy_one_partition_without_shuffle() -> None:
+    ddf = dd.from_pandas(drop_duplicate_tracks(tiny()), npartitions=3, sort=False)
+    lazy = genre_summary(ddf)
+    assert isinstance(lazy, dd.DataFrame) and lazy.npartitions == 1
+    names = {k[0] if isinstance(k, tuple) else k for k in dict(lazy.__dask_graph__())}
+    assert not any("shuffle" in n for n in names)
+
+
+def test_genre_summary_equals_dasks_own_groupby_aggregation() -> None:
+    """The Arrow kernels inside the reductions answer what a plain groupby-agg answers."""
     df = drop_duplicate_tracks(tiny())
-    empty = summary_partial(df.iloc[:0])
-    merged = merge_summaries([empty, summary_partial(df), empty])
-    pd.testing.assert_frame_equal(transforms.finalize_summary(merged), genre_summary(df))
+    ddf = dd.from_pandas(arrow_backed(df), npartitions=3, sort=False)
+    by_genre = ddf.groupby("track_genre")
+    means = {f"{c}_mean": (c, "mean") for c in schema.MEAN_COLUMNS}
+    plain = by_genre.agg(
+        tracks=("popularity", "size"),
+        explicit_share=("explicit", "mean"),
+        popularity_mean=("popularity", "mean"),
+        popularity_min=("popularity", "min"),
+        popularity_max=("popularity", "max"),
+        **means,
+        split_out=1,
+    )
+    plain = plain.join(by_genre["artists"].nunique(split_out=1).rename("unique_artists"))
+    want = plain.compute().reset_index().sort_values("track_genre", ignore_index=True)
+    want = want[list(schema.SUMMARY_COLUMNS)].astype({"track_genre": "str"})
+    got = genre_summary(ddf).compute()
+    pd.testing.assert_frame_equal(got, want.astype(got.dtypes.to_dict()), check_exact=False)
 
 
-def test_first_occurrences_equals_drop_duplicate_tracks() -> None:
-    df = tiny()
-    mask = first_occurrences(pa.Table.from_pandas(df, preserve_index=False))
-    pd.testing.assert_frame_equal(df[mask], drop_duplicate_tracks(df))
+def test_first_occurrences_marks_the_first_of_each_value() -> None:
+    values = pa.chunked_array([["a", "b", "a"], ["c", "b", "a"]])
+    assert first_occurrences(values).tolist() == [True, True, False, True, False, False]
+    assert first_occurrences(pa.array([], pa.string())).tolist() == []
 
 
-def test_later_copies_finds_ids_of_earlier_parts_only() -> None:
-    def keys(*rows: tuple[str, str | None]) -> pa.Table:
-        return pa.table({"track_id": [r[0] for r in rows], "artists": [r[1] for r in rows]})
-
-    parts = [keys(("a", "X"), ("b", "Y")), keys(("c", None), ("d", "Y")), keys(("a", "New"))]
-    got, artists = later_copies(parts)
-    assert got.to_dict("list") == {"part": [2], "track_id": ["a"]}
-    assert artists == 2  # X and Y: a later copy's artists and a missing one do not count
-    assert later_copies(parts[:2])[0].empty
+@pytest.mark.parametrize("interleaved", [True, False])
+def test_sort_by_genre_keeps_row_order_within_each_genre(interleaved: bool) -> None:
+    df = tiny().iloc[[0, 4, 1, 7, 2, 5, 3, 8, 6] if interleaved else slice(None)]
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    ordered, runs = sort_by_genre(table)
+    assert [genre for genre, _, _ in runs] == ["jazz", "pop", "rock"]
+    for genre, start, rows in runs:
+        want = df[df["track_genre"] == genre]["track_id"].tolist()
+        assert ordered.slice(start, rows)["track_id"].to_pylist() == want
+    assert (ordered is table) is not interleaved  # rows of a genre together: no copy
+    groups = dict(genre_groups(table))
+    assert sum(t.num_rows for t in groups.values()) == len(df)
+    assert list(sort_by_genre(table.slice(0, 0))[1]) == []
 
 
 def test_all_valid_gate_agrees_with_invalid_reasons() -> None:
@@ -184,25 +215,3 @@ def test_typed_values_rejects_unparseable_numbers() -> None:
         "popularity is not a valid int: '9.5'",
     ]
     assert typed["explicit"].tolist()[:2] == [True, False]
-
-
-def test_arrow_summary_partial_equals_pandas() -> None:
-    df = drop_duplicate_tracks(tiny())
-    table = pa.Table.from_pandas(df, schema=schema.ARROW_SCHEMA, preserve_index=False)
-    for rows in (0, 3, len(df)):
-        got = transforms.summary_partial_arrow(table.slice(0, rows))
-        want = summary_partial(df.iloc[:rows])
-        pd.testing.assert_frame_equal(
-            transforms.finalize_summary(got), transforms.finalize_summary(want)
-        )
-
-
-@pytest.mark.parametrize("n", [1, 2, 3, 10])
-def test_arrow_top_partial_equals_pandas(n: int) -> None:
-    """The histogram pre-filter keeps ties at the n-th popularity and small genres whole."""
-    df = drop_duplicate_tracks(tiny())
-    table = pa.Table.from_pandas(df, schema=schema.ARROW_SCHEMA, preserve_index=False)
-    got = transforms.top_partial_arrow(table, transforms.summary_partial_arrow(table).genres, n)
-    pd.testing.assert_frame_equal(
-        got.reset_index(drop=True), transforms.top_partial(df, n).reset_index(drop=True)
-    )

@@ -15,10 +15,13 @@ from unittest import mock
 
 import pandas as pd
 
-from pipeline import io, job
 from pipeline.benchmark.engines import timed_session
+from pipeline.blocks import expand_input, plan_input
 from pipeline.cluster import connect
 from pipeline.config import Config
+from pipeline.read import read_tracks
+from pipeline.schema import SUMMARY_INPUT
+from pipeline.transforms import genre_summary
 
 DASHBOARD = "127.0.0.1:0"
 
@@ -30,13 +33,14 @@ def _cli():
 
 def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:
     """The genre summary of every row on the run's cluster, read as the run reads: byte blocks
-    parsed by pyarrow (only the needed columns), partials aggregated by Arrow."""
+    parsed by pyarrow (only the needed columns) into a Dask DataFrame, then
+    ``transforms.genre_summary``."""
     cli = _cli()
     cfg = cli.make_config(cli.parse_args([path, "--dashboard-address", DASHBOARD]))
     with timed_session(connect(cfg), phases) as client:
-        threads = sum(client.nthreads().values())
-        blocks, _, _ = cli.plan(cfg, io.expand_input(path), threads)
-        return client.compute(job.build_summary(blocks)).result()
+        plan = plan_input(expand_input(path), cfg, sum(client.nthreads().values()))
+        clean = read_tracks(plan, SUMMARY_INPUT).clean
+        return client.compute(genre_summary(clean)).result()
 
 
 def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:

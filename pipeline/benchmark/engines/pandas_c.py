@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 
-from pipeline import io, schema, transforms
+from pipeline import schema, transforms
 from pipeline.benchmark.engines import TOP
+from pipeline.publish import write_csv, write_tracks
 from pipeline.schema import SUMMARY_INPUT
 
 
@@ -32,14 +32,13 @@ def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFram
 def organise(df: pd.DataFrame, out_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate, deduplicate, summarise and rank one frame; write its rows and CSV outputs.
 
-    Uses the functions of ``pipeline.transforms`` and ``pipeline.io`` that the pipeline runs
-    per block, here once on the whole frame.
+    Uses the functions of ``pipeline.transforms`` and ``pipeline.publish`` that the pipeline
+    runs on its partitions, here once on the whole frame.
     """
     reasons = transforms.invalid_reasons(df)
     clean = transforms.drop_duplicate_tracks(transforms.split_valid(df, reasons))
-    table = pa.Table.from_pandas(clean, schema=schema.ARROW_SCHEMA, preserve_index=False)
-    io.write_tracks(table, f"{out_dir}/tracks", "part-00000")
+    write_tracks(clean, f"{out_dir}/tracks")
     summary_, top = transforms.genre_summary(clean), transforms.top_tracks(clean, TOP)
-    io.write_csv(summary_, Path(out_dir, "genre_summary.csv"))
-    io.write_csv(top, Path(out_dir, "top_tracks.csv"))
+    write_csv(summary_, str(Path(out_dir, "genre_summary.csv")))
+    write_csv(top, str(Path(out_dir, "top_tracks.csv")))
     return summary_, top

@@ -1,0 +1,218 @@
+"""Planning: input files -> byte blocks cut at line ends, and the bytes of one block.
+
+The CSV is split into byte blocks at line ends (like ``dask.dataframe.read_csv``); each block
+is one partition, read by one task. The client only lists the files and reads their headers;
+the tasks read the blocks.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import mmap
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+from fsspec.utils import read_block as _read_block
+
+from pipeline import schema
+from pipeline.config import Config, InputError
+from pipeline.storage import StorageOptions, filesystem, is_local, open_input
+
+
+@dataclass(frozen=True)
+class Block:
+    """A byte range of one input file; its lines belong to no other block."""
+
+    path: str
+    ordinal: int  # position among all blocks of all inputs, in file order
+    index: int  # position within its file: block 0 holds the header
+    offset: int
+    length: int
+    header: tuple[str, ...]
+    last: bool = True  # the file's last block: an unterminated quote here is a real error
+    encoding: str = "utf-8"  # of the file; blocks are transcoded to UTF-8 when read
+    # to open ``path`` on the workers; not in the repr: it may hold credentials
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The blocks an input is read in."""
+
+    paths: tuple[str, ...]
+    blocks: tuple[Block, ...]
+    blocksize: int  # bytes per block (the last of each file may be smaller)
+    total_bytes: int
+
+
+def plan_input(
+    paths: list[str], cfg: Config, threads: int, whole: frozenset[str] = frozenset()
+) -> Plan:
+    """Split every file into blocks of ``cfg``'s size for ``threads`` threads, in file order;
+    the files in ``whole`` (with line breaks inside values) stay one block each."""
+    options, encoding = dict(cfg.storage_options), cfg.encoding
+    sizes = {path: file_size(path, options) for path in paths}
+    blocksize = cfg.blocksize_for(sum(sizes.values()), threads)
+    blocks: list[Block] = []
+    for path, size in sizes.items():
+        header = read_header(path, encoding, options)
+        step = size if path in whole else blocksize
+        for index, offset in enumerate(range(0, size, step)):
+            length = min(step, size - offset)
+            last = offset + length >= size
+            blocks.append(
+                Block(path, len(blocks), index, offset, length, header, last, encoding, options)
+            )
+    return Plan(tuple(paths), tuple(blocks), blocksize, sum(sizes.values()))
+
+
+def expand_input(urlpath: str, storage_options: StorageOptions | None = None) -> list[str]:
+    """The files an input names (a path, a glob or an fsspec URL), sorted, checked readable."""
+    fs, _, paths = fsspec.get_fs_token_paths(urlpath, storage_options=storage_options)
+    if not paths:
+        raise InputError(f"{urlpath}: no file matches this pattern; check the path or glob")
+    for path in paths:
+        if fs.isdir(path):
+            raise InputError(f"{path}: is a directory; pass a CSV file or a glob like dir/*.csv")
+        if not fs.exists(path):
+            raise InputError(f"{path}: no such file; pass the path of the tracks CSV")
+        if fs.size(path) == 0:
+            raise InputError(f"{path}: is empty; expected a CSV with a header and rows")
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return sorted(paths) if protocol == "file" else [fs.unstrip_protocol(p) for p in sorted(paths)]
+
+
+def read_header(
+    path: str, encoding: str = "utf-8", storage_options: StorageOptions | None = None
+) -> tuple[str, ...]:
+    """The column names of a file's first line (within its first 64 KiB), checked against the
+    schema."""
+    try:
+        with open_input(path, storage_options) as f:
+            first = f.read(1 << 16).split(b"\n", 1)[0]
+    except PermissionError as err:
+        raise InputError(f"{path}: cannot be read ({err.strerror}); check its permissions") from err
+    try:
+        names = next(csv.reader([first.decode(_sig(encoding)).rstrip("\r\n")]))
+    except UnicodeDecodeError as err:
+        raise InputError(
+            f"{path}:1: the header is not {encoding} text; is this a CSV file? (see --encoding)"
+        ) from err
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"{path}:1: duplicate column names {dupes}; each column must appear once")
+    missing = [n for n in schema.NAMES if n not in names]
+    if missing:
+        raise InputError(
+            f"{path}:1: missing required columns {missing}; the header must name every column "
+            "of the Spotify tracks schema"
+        )
+    return tuple(names)
+
+
+def is_utf8_name(encoding: str) -> bool:
+    return codecs.lookup(encoding).name == "utf-8"
+
+
+def _sig(encoding: str) -> str:
+    """UTF-8 files may start with a byte-order mark: read it as such."""
+    return "utf-8-sig" if is_utf8_name(encoding) else encoding
+
+
+def file_size(path: str, storage_options: StorageOptions | None = None) -> int:
+    with open_input(path, storage_options) as f:
+        return f.size
+
+
+@contextmanager
+def block_data(block: Block) -> Iterator[memoryview]:
+    """The bytes of a block, as UTF-8: whole lines, from the line after the first line end at
+    or after its offset to the first line end at or after its end (as fsspec's ``read_block``).
+
+    A local UTF-8 file is memory-mapped, so the parser reads the page cache directly: copying
+    a 48 MiB block into fresh memory cost 28 ms of the 170 ms its summary takes. Other files
+    are read (and transcoded to UTF-8). The view is valid inside the ``with`` only.
+    """
+    fs, path = filesystem(block.path, block.storage_options)
+    if not (is_local(fs) and is_utf8_name(block.encoding)):
+        yield memoryview(_read_bytes(block))
+        return
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size < block.offset + block.length:
+            raise InputError(f"{block.path}: the file shrank while it was read; run again")
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        start = 0 if block.offset == 0 else _after_line_end(m, block.offset)
+        view = memoryview(m)[start : _after_line_end(m, block.offset + block.length)]
+        try:
+            yield view
+        finally:
+            with suppress(BufferError):  # still exported (by a traceback): unmapped when freed
+                view.release()
+                m.close()
+
+
+def _after_line_end(m: mmap.mmap, at: int) -> int:
+    """The position after the first line end at or after ``at``, or the end of the file."""
+    found = m.find(b"\n", at)
+    return len(m) if found < 0 else found + 1
+
+
+def _read_bytes(block: Block) -> bytes:
+    with open_input(block.path, block.storage_options) as f:
+        data = _read_block(f, block.offset, block.length, delimiter=b"\n")
+    if is_utf8_name(block.encoding):
+        return data
+    try:
+        return data.decode(block.encoding).encode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BadBytes(
+            block, data[: err.start].count(b"\n"), f"is not {block.encoding} text"
+        ) from err
+
+
+def count_lines(data: memoryview) -> int:
+    """The line ends in a block (numpy, a MiB at a time: 4x faster than ``bytes.count``)."""
+    values = np.frombuffer(data, np.uint8)
+    chunks = (values[i : i + (1 << 20)] for i in range(0, len(values), 1 << 20))
+    return sum(int(np.count_nonzero(chunk == ord("\n"))) for chunk in chunks)
+
+
+def lines_before(blocks: list[Block], ordinals: set[int]) -> dict[int, int]:
+    """For each block in ``ordinals``: the lines of its file before it. Counted by reading
+    the file's earlier blocks, only for files with such a block and only up to the last one:
+    a run pays for line numbers only when it found rows to reject after a file's first block."""
+    offsets: dict[int, int] = {}
+    wanted = [b for b in blocks if b.ordinal in ordinals]
+    for path in dict.fromkeys(b.path for b in wanted):
+        last = max(b.index for b in wanted if b.path == path)
+        lines = 0
+        for block in (b for b in blocks if b.path == path and b.index <= last):
+            offsets[block.ordinal] = lines
+            if block.index < last:
+                with block_data(block) as data:
+                    lines += count_lines(data)
+    return {ordinal: offsets[ordinal] for ordinal in ordinals}
+
+
+class BadBytes(Exception):
+    """Bytes of a block that are not CSV text at all; ``line`` counts from the block's start."""
+
+    def __init__(self, block: Block, line: int, problem: str) -> None:
+        super().__init__(block, line, problem)  # all three: the error must survive pickling
+        self.block, self.line, self.problem = block, line, problem
+
+    def as_input_error(self) -> InputError:
+        """The error with the file's own line number (counted only now, for the message)."""
+        line = self.line + 1
+        if self.block.offset:  # the block starts after the first line end at its offset
+            line += 1
+            with open_input(self.block.path, self.block.storage_options) as f:
+                for start in range(0, self.block.offset, 1 << 24):
+                    line += f.read(min(1 << 24, self.block.offset - start)).count(b"\n")
+        return InputError(f"{self.block.path}:{line}: {self.problem}; fix or remove that line")
