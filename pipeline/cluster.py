@@ -40,28 +40,44 @@ def connect(cfg: Config) -> Iterator[Client]:
             check_versions(client)
             yield client
         return
-    # Threads in one process talk in-process (no port at all); processes talk TCP on loopback.
-    network = {"host": "127.0.0.1"} if cfg.processes else {}
     # Dask's link names the machine's address, which a dashboard on 127.0.0.1 does not serve.
     link = dask.config.get("distributed.dashboard.link")
     if link == "{scheme}://{host}:{port}/status":
         link = "http://127.0.0.1:{port}/status"
     with (
         dask.config.set({"distributed.dashboard.link": link}),
-        LocalCluster(
-            n_workers=cfg.workers,
-            threads_per_worker=cfg.threads_per_worker,
-            processes=cfg.processes,
-            memory_limit=cfg.memory_limit,
-            dashboard_address=cfg.dashboard_address,
-            worker_dashboard_address="127.0.0.1:0",  # Dask's default is every interface
-            # a lost worker is reported by the run in one line; Dask's own logs with -v only
-            silence_logs=logging.WARNING if cfg.verbose else logging.CRITICAL,
-            **network,
-        ) as cluster,
+        local_cluster(cfg) as cluster,
         Client(cluster) as client,
     ):
         yield client
+
+
+STARTS = 3  # attempts to start a local cluster whose worker processes die while starting
+
+
+def local_cluster(cfg: Config) -> LocalCluster:
+    """A local cluster bound to 127.0.0.1; started again when a worker process dies while it
+    starts (killed, or out of memory), which Dask reports as "Nanny failed to start"."""
+    attempt = 1
+    while True:
+        try:
+            return LocalCluster(
+                n_workers=cfg.workers,
+                threads_per_worker=cfg.threads_per_worker,
+                processes=cfg.processes,
+                memory_limit=cfg.memory_limit,
+                dashboard_address=cfg.dashboard_address,
+                worker_dashboard_address="127.0.0.1:0",  # Dask's default is every interface
+                # a lost worker is reported by the run in one line; Dask's logs with -v only
+                silence_logs=logging.WARNING if cfg.verbose else logging.CRITICAL,
+                # threads talk in-process (no port at all); processes TCP on loopback
+                **({"host": "127.0.0.1"} if cfg.processes else {}),
+            )
+        except RuntimeError as err:
+            if "failed to start" not in str(err) or attempt == STARTS:
+                raise
+            attempt += 1
+            log.warning("warning: a worker process died while the cluster started; starting again")
 
 
 def scheduler_address(address: str | None, scheduler_file: str | None) -> str | None:

@@ -1,10 +1,11 @@
 """The graph of one run, as Dask DataFrame operations, computed in one ``dask.compute``.
 
-    read_tracks(plan)                 blocks -> clean rows and rejected rows (from_map)
-    shuffle.by_genre(clean)           each genre whole in one partition, later copies dropped
-    genre_summary(unique)             groupby("track_genre").agg(...), split_out=1
-    top_tracks(unique)                a reduction: top rows per partition, merged in a tree
-    unique.map_partitions(write_tracks)   one Parquet file per genre
+    read_tracks(plan)                    blocks -> clean rows and rejected rows (dd.from_map)
+    shuffle.by_genre(tracks.clean)       each genre whole in one partition, later copies dropped
+    genre_summary(unique)                a reduction: Arrow's group-by on track_genre per
+                                         partition, partials merged in a tree (split_out=1)
+    top_tracks(unique)                   a reduction: top rows per partition, merged in a tree
+    unique.map_partitions(write_tracks)  one Parquet file per genre
 
 Every task is pure, or writes files named by what they hold (a task run again by Dask writes
 the same bytes under the same names), so a lost worker changes nothing but the time.
@@ -32,7 +33,7 @@ class Job:
     summary: dd.DataFrame
     top: dd.DataFrame
     rejected: dd.DataFrame
-    pieces: dd.DataFrame  # clean rows per genre and block, duplicates included
+    pieces: dd.DataFrame  # rows per genre and block in the scratch files, and those dropped
     written: dd.DataFrame  # rows per Parquet file written
 
     def collections(self) -> list[dd.DataFrame]:
@@ -65,7 +66,8 @@ def build(plan: Plan, top: int, work: str, storage_options: StorageOptions | Non
 def collect(computed: list[pd.DataFrame]) -> JobResult:
     """The computed :meth:`Job.collections` as a :class:`JobResult`."""
     summary, top, rejected, pieces, written = computed
-    clean, kept = int(pieces["rows"].sum()), int(written["rows"].sum())
+    clean = int(pieces["rows"].sum() + pieces["dropped"].sum())
+    kept = int(written["rows"].sum())
     return JobResult(
         summary=summary,
         top=top,

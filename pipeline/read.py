@@ -18,6 +18,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import dask
 import dask.dataframe as dd
@@ -245,13 +246,26 @@ class Tracks:
 
     ``clean``: the typed rows that keep every value rule (pyarrow-backed dtypes; duplicates
     not dropped yet, see :func:`pipeline.transforms.drop_duplicate_tracks`). ``rejected``:
-    every row that does not, with its file, line, reason and raw fields. Both come from the
-    same block tasks: computed together, each block is parsed once.
+    every row that does not, with its file, line, reason and raw fields. Both are derived from
+    ``records``, the block reader's partitions: computed together, each block is parsed once.
     """
 
     plan: Plan
-    clean: dd.DataFrame
-    rejected: dd.DataFrame
+    records: dd.DataFrame  # both kinds of rows, see read_block
+
+    @cached_property
+    def clean(self) -> dd.DataFrame:
+        meta = clean_meta([c for c in self.records.columns if c != REJECT])
+        return self.records.map_partitions(kept_rows, meta=meta)
+
+    @cached_property
+    def rejected(self) -> dd.DataFrame:
+        raw = self.records.map_partitions(
+            rejected_rows, meta=rejected_meta().assign(block=pd.Series(dtype="int64"))
+        )
+        dirty = raw["block"].unique(split_out=1)
+        offsets = dask.delayed(_lines_before, pure=True)(self.plan.blocks, dirty)
+        return raw.map_partitions(number_lines, offsets, meta=rejected_meta())
 
 
 def read_tracks(source: str | Plan, names: Sequence[str] = schema.NAMES) -> Tracks:
@@ -259,16 +273,12 @@ def read_tracks(source: str | Plan, names: Sequence[str] = schema.NAMES) -> Trac
     :class:`Plan`) as Dask DataFrames; ``names``: the columns to parse (all by default)."""
     plan = source if isinstance(source, Plan) else default_plan(source)
     names = tuple(names)
-    records = dd.from_map(
-        read_block, plan.blocks, args=[names], meta=_records_meta(names), label="read-block"
-    )
-    clean = records.map_partitions(kept_rows, meta=clean_meta(names))
-    raw = records.map_partitions(
-        rejected_rows, meta=rejected_meta().assign(block=pd.Series(dtype="int64"))
-    )
-    offsets = dask.delayed(_lines_before, pure=True)(plan.blocks, raw["block"].unique(split_out=1))
-    rejected = raw.map_partitions(number_lines, offsets, meta=rejected_meta())
-    return Tracks(plan, clean, rejected)
+    # the columns are pyarrow-backed already: no string conversion layer (an extra task each)
+    with dask.config.set({"dataframe.convert-string": False}):
+        records = dd.from_map(
+            read_block, plan.blocks, args=[names], meta=_records_meta(names), label="read-block"
+        )
+    return Tracks(plan, records)
 
 
 def default_plan(source: str) -> Plan:

@@ -52,8 +52,6 @@ COLUMNS: tuple[Column, ...] = (
 BY_NAME = {c.name: c for c in COLUMNS}
 NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 FILE_COLUMNS: tuple[str, ...] = (INDEX_COLUMN, *NAMES)  # header of the file, in order
-TEXT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind == "str")
-NUMBER_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind in ("int", "float"))
 ARROW_TYPES_BY_KIND = {
     "str": pa.string(),
     "int": pa.int64(),
@@ -61,7 +59,6 @@ ARROW_TYPES_BY_KIND = {
     "bool": pa.bool_(),
 }
 ARROW_TYPES: dict[str, pa.DataType] = {c.name: ARROW_TYPES_BY_KIND[c.kind] for c in COLUMNS}
-ARROW_SCHEMA = pa.schema(list(ARROW_TYPES.items()))  # a clean block as an Arrow table
 _PANDAS = {
     "str": "str",
     "int": "int64",

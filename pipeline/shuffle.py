@@ -2,14 +2,16 @@
 duplicates across partitions exactly while memory stays flat.
 
 A duplicate repeats a (track_id, track_genre) pair seen earlier in the file, maybe in another
-block, so each genre's rows must meet. Dask's own shuffle (``DataFrame.shuffle``) does that
-but moved the rows through its machinery at 2-3 times the cost of parsing them (see README,
-Design). Here each block task writes its rows of each genre to a scratch file (Arrow IPC,
-uncompressed: a copy into the page cache), named by what it holds, genre and block, so a
-task that Dask runs again writes the same bytes under the same name. After the last block
-one small task shares the genres out to the gather tasks, largest first to the least loaded;
-each gather task reads its genres' files in file order and keeps the first row of every
-track. The result is a Dask DataFrame with each genre whole in one partition.
+block, so each genre's rows must meet. Each block task drops the rows repeating a pair within
+the block and writes the others, sorted by genre, to one scratch file (Arrow IPC, uncompressed,
+each genre in record batches of its own), named by the block, so a task that Dask runs again
+writes the same bytes under the same name. After
+the last block, one small task shares the genres out to the gather tasks, largest first to the
+least loaded; each gather task reads only its genres' batches, block by block in file order,
+and keeps the first row of every track. The result is a Dask DataFrame with each genre whole in
+one partition. Dask's own ``DataFrame.shuffle(on="track_genre")`` took twice the time with its
+p2p method and 2.6 or 4.4 times the memory (p2p, tasks) for 10 million rows:
+``python -m pipeline.benchmark.choices`` and README, Design.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ PIECES_META = pd.DataFrame(
         "batch": pd.Series(dtype="int64"),  # the genre's first record batch in the file
         "batches": pd.Series(dtype="int64"),
         "rows": pd.Series(dtype="int64"),
+        "dropped": pd.Series(dtype="int64"),  # repeats of a pair within the block, not written
     }
 )
 
@@ -45,23 +48,25 @@ def scatter(
     partition_info: dict | None = None,
 ) -> pd.DataFrame:
     """Write a block's clean rows, sorted by genre, to one scratch file named by the block
-    (each genre in record batches of its own); return where each genre's rows are in it:
-    genre, block, path, first batch, batches, rows. ``partition_info`` (from Dask) numbers
-    the block."""
+    (each genre in record batches of its own), without the rows repeating a (track_id, genre)
+    pair of the block; return where each genre's rows are in it: genre, block, path, first
+    batch, batches, rows, and the rows dropped. ``partition_info`` (from Dask) numbers the
+    block."""
     block = partition_info["number"] if partition_info else 0
     path = f"{root}/{block:06d}.arrow"
-    table, runs = sort_by_genre(pa.Table.from_pandas(clean, preserve_index=False))
+    # duplicates within the block go here, in the sort's copy; the gather finds the others
+    table, runs = sort_by_genre(pa.Table.from_pandas(clean, preserve_index=False), first_only=True)
     pieces = []
     if runs:
         with atomic_file(path, storage_options) as (target, fs):
             sink = pa.OSFile(target, "wb") if fs is None else fs.open_output_stream(target)
             with sink, ipc.new_file(sink, table.schema) as writer:
-                for genre, start, rows in runs:
+                for genre, start, rows, dropped in runs:
                     first, batches = writer.stats.num_record_batches, 0
                     for batch in table.slice(start, rows).to_batches():
                         writer.write_batch(batch)
                         batches += 1
-                    pieces.append((genre, block, path, first, batches, rows))
+                    pieces.append((genre, block, path, first, batches, rows, dropped))
     return pd.DataFrame(pieces, columns=list(PIECES_META.columns)).astype(PIECES_META.dtypes)
 
 
@@ -113,7 +118,8 @@ def by_genre(
     clean: dd.DataFrame, root: str, tasks: int, storage_options: StorageOptions | None = None
 ) -> tuple[dd.DataFrame, dd.DataFrame]:
     """``clean`` without later copies of a track, each genre whole in one of ``tasks``
-    partitions; and the pieces written under ``root`` (rows per genre and block)."""
+    partitions; and the pieces written under ``root`` (rows per genre and block, and the
+    rows dropped within each block)."""
     options = dict(storage_options or {})
     pieces = clean.map_partitions(scatter, root, options, partition_info=True, meta=PIECES_META)
     routed = pieces.repartition(npartitions=1).map_partitions(

@@ -49,11 +49,6 @@ def open_input(path: str, storage_options: StorageOptions | None = None) -> Any:
     return fs.open(path, "rb", cache_type="none")
 
 
-def exists(url: str, storage_options: StorageOptions | None = None) -> bool:
-    fs, path = filesystem(url, storage_options)
-    return fs.exists(path)
-
-
 @contextmanager
 def atomic_file(
     url: str, storage_options: StorageOptions | None = None

@@ -9,6 +9,7 @@ reduction; no shuffle, no ``groupby(...).apply``).
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,11 @@ import pyarrow.compute as pc
 
 from pipeline import schema
 from pipeline.schema import GENRE, KEY, MEAN_COLUMNS, TRACK_ID
+
+# Arrow tables that crossed processes (Dask workers) or came back from Dask's spill to disk
+# may arrive with buffers at any address; Acero's group-by would write a warning to stderr
+# for each batch (which blocks a worker whose stderr nobody reads): let it copy them instead.
+os.environ.setdefault("ACERO_ALIGNMENT_HANDLING", "reallocate")
 
 TOP_FIELDS = [GENRE, TRACK_ID, "track_name", "artists", "popularity"]
 
@@ -304,25 +310,38 @@ def _numbers(text: pd.Series, kind: str) -> pd.Series:
 # -- rows by genre ------------------------------------------------------------------------------
 
 
-def sort_by_genre(table: pa.Table) -> tuple[pa.Table, list[tuple[str, int, int]]]:
+def sort_by_genre(
+    table: pa.Table, first_only: bool = False
+) -> tuple[pa.Table, list[tuple[str, int, int, int]]]:
     """An Arrow table of clean rows with each genre's rows together (the table itself when they
     are together already, as in gathered rows), and the genres' runs in sorted order of genre
-    as (genre, start, rows). Rows keep their order within a genre."""
+    as (genre, start, rows, dropped). Rows keep their order within a genre. ``first_only``:
+    without the rows that repeat a (track_id, genre) pair of the table (``dropped`` of them per
+    genre), in the same copy."""
     if not table.num_rows:
         return table, []
     genres = pc.dictionary_encode(table[GENRE]).combine_chunks()
-    codes = genres.indices.to_numpy(zero_copy_only=False)
+    codes = genres.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     names = genres.dictionary.to_pylist()
-    if np.count_nonzero(np.diff(codes)) + 1 != len(names):  # interleaved: one stable sort
-        order = np.argsort(codes, kind="stable")
+    every = np.bincount(codes, minlength=len(names))
+    rows = np.arange(len(codes))
+    if first_only:
+        ids = pc.dictionary_encode(table[TRACK_ID]).combine_chunks().indices.to_numpy()
+        rows = rows[~pd.Index(codes * (int(ids.max()) + 1) + ids).duplicated(keep="first")]
+    if len(rows) < len(codes) or np.count_nonzero(np.diff(codes)) + 1 != len(names):
+        order = rows[np.argsort(codes[rows], kind="stable")]  # one copy: genre by genre
         table, codes = table.take(order), codes[order]
     bounds = [0, *(np.flatnonzero(np.diff(codes)) + 1).tolist(), len(codes)]
-    return table, sorted((names[codes[a]], a, b - a) for a, b in itertools.pairwise(bounds))
+    runs = (
+        (names[codes[a]], a, b - a, int(every[codes[a]]) - (b - a))
+        for a, b in itertools.pairwise(bounds)
+    )
+    return table, sorted(runs)
 
 
 def genre_groups(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
     """The rows of each genre of an Arrow table of clean rows, genre by genre in sorted order
     (see :func:`sort_by_genre`)."""
     table, runs = sort_by_genre(table)
-    for genre, start, rows in runs:
+    for genre, start, rows, _ in runs:
         yield genre, table.slice(start, rows)

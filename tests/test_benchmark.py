@@ -268,3 +268,13 @@ def test_cli_runs_a_study_prints_the_table_saves_table_and_plot(tmp_path: Path, 
     assert [r["repeat"] for r in results.read(out / "results.csv")] == ["1", "1", "2", "2"]
     pytest.importorskip("matplotlib")
     assert (out / "benchmark.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_choices_every_case_gives_the_same_rows(small_csv: Path) -> None:
+    """The design benchmark's alternatives do the same work (each on its own cluster)."""
+    from pipeline.benchmark.choices import CASES, measure
+
+    rows = {case: measure(str(small_csv), case)[2] for case in CASES}
+    assert {rows[c] for c in CASES if c.startswith("gather")} == {11_936}
+    assert {rows[c] for c in CASES if c.startswith("summary")} == {12}
