@@ -16,12 +16,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import dask
 import fsspec
 import numpy as np
 from fsspec.utils import read_block as _read_block
 
 from pipeline import schema
-from pipeline.config import Config, InputError
+from pipeline.config import MIB, Config, InputError
 from pipeline.storage import StorageOptions, filesystem, is_local, open_input
 
 
@@ -37,6 +38,8 @@ class Block:
     header: tuple[str, ...]
     last: bool = True  # the file's last block: an unterminated quote here is a real error
     encoding: str = "utf-8"  # of the file; blocks are transcoded to UTF-8 when read
+    # cut at record ends (see align_blocks): quoted values in it may hold line breaks
+    quoted_breaks: bool = False
     # to open ``path`` on the workers; not in the repr: it may hold credentials
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False, hash=False)
 
@@ -52,10 +55,15 @@ class Plan:
 
 
 def plan_input(
-    paths: list[str], cfg: Config, threads: int, whole: frozenset[str] = frozenset()
+    paths: list[str],
+    cfg: Config,
+    threads: int,
+    whole: frozenset[str] = frozenset(),
+    aligned: frozenset[str] = frozenset(),
 ) -> Plan:
-    """Split every file into blocks of ``cfg``'s size for ``threads`` threads, in file order;
-    the files in ``whole`` (with line breaks inside values) stay one block each."""
+    """Split every file into blocks of ``cfg``'s size for ``threads`` threads, in file order.
+    Files with line breaks inside quoted values: those in ``aligned`` are cut at record ends
+    (:func:`align_blocks`), those in ``whole`` stay one block each."""
     options, encoding = dict(cfg.storage_options), cfg.encoding
     sizes = {path: file_size(path, options) for path in paths}
     blocksize = cfg.blocksize_for(sum(sizes.values()), threads)
@@ -63,13 +71,82 @@ def plan_input(
     for path, size in sizes.items():
         header = read_header(path, encoding, options)
         step = size if path in whole else blocksize
-        for index, offset in enumerate(range(0, size, step)):
-            length = min(step, size - offset)
-            last = offset + length >= size
+        offsets = list(range(0, size, step))
+        if path in aligned - whole:
+            offsets = align_blocks(path, offsets, size, options)
+        for index, offset in enumerate(offsets):
+            end = offsets[index + 1] if index + 1 < len(offsets) else size
             blocks.append(
-                Block(path, len(blocks), index, offset, length, header, last, encoding, options)
+                Block(
+                    path,
+                    len(blocks),
+                    index,
+                    offset,
+                    end - offset,
+                    header,
+                    last=end >= size,
+                    encoding=encoding,
+                    storage_options=options,
+                    quoted_breaks=path in aligned,
+                )
             )
     return Plan(tuple(paths), tuple(blocks), blocksize, sum(sizes.values()))
+
+
+# -- record ends in a file whose quoted values hold line breaks ---------------------------------
+
+
+def align_blocks(
+    path: str, offsets: list[int], size: int, storage_options: StorageOptions | None = None
+) -> list[int]:
+    """Block offsets of ``path`` moved onto record ends: each becomes the position of the first
+    line end at or after it that lies outside quotes, found from the parity of the quote
+    characters before it (RFC 4180: ``""`` inside a quoted value counts twice). One task per
+    block counts its quotes and finds its first line end for either parity at its start, so
+    the pass runs in parallel and holds a few MiB per task. A block whose range holds no such
+    line end (a value longer than the block) joins the one before it. Exact: a cut inside a
+    value would make the block before it end inside quotes, which its reader reports."""
+    ends = [*offsets[1:], size]
+    scans = dask.compute(
+        *[
+            dask.delayed(_quote_scan, pure=True)(path, start, end, dict(storage_options or {}))
+            for start, end in zip(offsets, ends, strict=True)
+        ]
+    )
+    cuts, quotes = [0], 0
+    for k, (count, first_line_end) in enumerate(scans):
+        cut = first_line_end[quotes % 2] if k else None  # block 0 starts the file: outside
+        if cut is not None:
+            cuts.append(cut)
+        quotes += count
+    return cuts
+
+
+def _quote_scan(
+    path: str, start: int, end: int, storage_options: StorageOptions
+) -> tuple[int, tuple[int | None, int | None]]:
+    """The quote characters in bytes ``start:end`` of a file, and the position of the first
+    line end in that range with an even and with an odd number of quotes before it (counted
+    from ``start``)."""
+    count, found = 0, [None, None]
+    with open_input(path, storage_options) as f:
+        f.seek(start)
+        at = start
+        while at < end:
+            chunk = np.frombuffer(f.read(min(4 * MIB, end - at)), np.uint8)
+            if not len(chunk):
+                break
+            quotes = np.flatnonzero(chunk == ord('"'))
+            if None in found:
+                line_ends = np.flatnonzero(chunk == ord("\n"))
+                parity = (count + np.searchsorted(quotes, line_ends)) % 2
+                for p in (0, 1):
+                    hits = line_ends[parity == p]
+                    if found[p] is None and len(hits):
+                        found[p] = at + int(hits[0])
+            count += len(quotes)
+            at += len(chunk)
+    return count, (found[0], found[1])
 
 
 def expand_input(urlpath: str, storage_options: StorageOptions | None = None) -> list[str]:

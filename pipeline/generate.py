@@ -387,11 +387,18 @@ def _number_text(values: np.ndarray) -> pa.Array:
     return pc.if_else(has_point, text, pc.binary_join_element_wise(text, ".0", ""))
 
 
-def _chunk(seed: int, start: int, stop: int, artists: pa.Array) -> pa.Array:
-    """The CSV lines of rows start..stop-1, each ending in a newline."""
+def _chunk(seed: int, start: int, stop: int, artists: pa.Array, line_breaks: int = 0) -> pa.Array:
+    """The CSV lines of rows start..stop-1, each ending in a newline; with ``line_breaks``,
+    the track name of every ``line_breaks``-th row holds a line break (a quoted value over two
+    physical lines)."""
     rows = np.arange(start, stop, dtype=np.int64)
     src = _sources(seed, rows)
     fields = {"track_id": _track_ids(seed, src), **_names(seed, src, artists)}
+    if line_breaks:
+        broken = pc.replace_substring(fields["track_name"], " ", "\n", max_replacements=1)
+        fields["track_name"] = pc.if_else(
+            pa.array(rows % line_breaks == 0), broken, fields["track_name"]
+        )
     empty = pa.array(rows == EMPTY_NAMES_ROW)
     fields.update(
         {k: _csv_text(pc.if_else(empty, "", v)) for k, v in fields.items() if k != "track_id"}
@@ -409,12 +416,19 @@ def _buffer(lines: pa.Array) -> memoryview:
 
 
 def generate(
-    path: str | Path, rows: int = 114_000, seed: int = 42, chunk_rows: int = 100_000
+    path: str | Path,
+    rows: int = 114_000,
+    seed: int = 42,
+    chunk_rows: int = 100_000,
+    line_breaks: int = 0,
 ) -> Path:
     """Write `rows` synthetic rows to `path` atomically (temp file + rename) and return the path.
 
     The output is the same for every `chunk_rows`; it only bounds memory (a few KB per row).
+    ``line_breaks``: if not 0, every ``line_breaks``-th track name holds a line break.
     """
+    if line_breaks < 0:
+        raise ValueError(f"line_breaks must be 0 or positive, got {line_breaks}")
     if rows < 1 or chunk_rows < 1:
         raise ValueError(f"rows and chunk_rows must be positive, got {rows} and {chunk_rows}")
     path = Path(path)
@@ -426,7 +440,8 @@ def generate(
             out.write(HEADER)
             step = min(chunk_rows, MAX_CHUNK_ROWS)
             for start in range(0, rows, step):
-                out.write(_buffer(_chunk(seed, start, min(start + step, rows), artists)))
+                stop = min(start + step, rows)
+                out.write(_buffer(_chunk(seed, start, stop, artists, line_breaks)))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -473,6 +488,13 @@ def _parser() -> argparse.ArgumentParser:
         help="CSV file to write, parent folders created (default: data/dataset.csv)",
     )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    parser.add_argument(
+        "--line-breaks-every",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="the track name of every N-th row holds a line break (default: none)",
+    )
     return parser
 
 
@@ -494,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(2, f"--output {output} is a folder; give a file name")
     started = time.perf_counter()
     try:
-        generate(output, rows=args.rows, seed=args.seed)
+        generate(output, rows=args.rows, seed=args.seed, line_breaks=args.line_breaks_every or 0)
     except OSError as err:
         return _fail(1, f"cannot write {output}: {err.strerror or err}")
     except KeyboardInterrupt:

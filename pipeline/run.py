@@ -292,11 +292,13 @@ def _compute_attempts(
     """Compute the run's graph; return the results, the directory its files went to and the
     plan finally read.
 
-    A file with line breaks inside quoted values is found while computing; it is then read
-    again as one partition, in a fresh directory (tasks of the first attempt may still run).
+    A file with line breaks inside quoted values is found while computing; its blocks are
+    then cut at record ends (or, if that fails too, it is read as one partition) and the run
+    starts again in a fresh directory (tasks of the first attempt may still run).
     """
+    aligned: frozenset[str] = frozenset()
     whole: frozenset[str] = frozenset()
-    for attempt in range(len(plan.paths) + 1):
+    for attempt in range(2 * len(plan.paths) + 1):
         work = f"{stage}/_attempt-{attempt}"
         try:
             outputs = job.build(plan, cfg.top, work, cfg.storage_options)
@@ -305,11 +307,18 @@ def _compute_attempts(
             raise err.as_input_error() from err
         except SplitInQuotes as err:
             _wait_idle(client)  # tasks of this attempt must not write while we go on
-            log.warning(
-                "%s has line breaks inside quoted values: reading it as one partition", err.path
-            )
-            whole |= {err.path}
-            plan = plan_input(list(plan.paths), cfg, sum(client.nthreads().values()), whole)
+            if err.path in aligned:
+                log.warning("%s: reading it as one partition (quotes do not pair up)", err.path)
+                whole |= {err.path}
+            else:
+                log.warning(
+                    "%s has line breaks inside quoted values: cutting its partitions at "
+                    "record ends",
+                    err.path,
+                )
+                aligned |= {err.path}
+            threads = sum(client.nthreads().values())
+            plan = plan_input(list(plan.paths), cfg, threads, whole, aligned)
     raise RuntimeError("could not plan the input's partitions")
 
 

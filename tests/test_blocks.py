@@ -3,6 +3,8 @@ asked for."""
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,21 @@ def test_a_file_that_shrank_after_planning_is_an_input_error(tmp_path: Path) -> 
     shrank = "the file shrank while it was read; run again"
     with pytest.raises(InputError, match=shrank), block_data(last):
         pass
+
+
+def test_aligned_blocks_start_at_record_ends(tmp_path: Path) -> None:
+    """Cut by quote parity, every block of a file with line breaks in values holds whole
+    records, and the blocks hold the file's bytes once each."""
+    rows = [track_row(i, f"t{i}", "jazz", 5) for i in range(400)]
+    rows = [r.replace(",Song,", ',"So\nng ""x""",') if i % 3 else r for i, r in enumerate(rows)]
+    src = write_csv(tmp_path / "m.csv", rows)
+    plan = plan_input([str(src)], Config(blocksize=1024), 1, aligned=frozenset([str(src)]))
+    assert len(plan.blocks) > 20 and all(b.quoted_breaks for b in plan.blocks)
+    parts = []
+    for block in plan.blocks:
+        with block_data(block) as data:
+            parts.append(bytes(data))
+    assert b"".join(parts) == src.read_bytes()
+    for part in parts[1:]:
+        assert len(list(csv.reader(io.StringIO(part.decode(), newline="")))) >= 1
+        assert part.count(b'"') % 2 == 0 and part[:1].isdigit()

@@ -212,19 +212,44 @@ def test_run_glob_of_several_files(small_csv: Path, tmp_path: Path) -> None:
     assert run_cli(str(tmp_path / "in" / "nothing-*.csv"), "--output", out) == 2
 
 
-def test_run_line_breaks_inside_quoted_values(tmp_path: Path) -> None:
-    """Byte-range blocks would cut such a file inside a value: it is detected and read whole,
-    with results identical to pandas."""
+def test_run_line_breaks_inside_quoted_values(tmp_path: Path, capsys) -> None:
+    """Byte-range blocks would cut such a file inside a value: it is detected, its blocks are
+    cut at record ends (still many partitions), with results identical to pandas and rejected
+    rows at their physical lines."""
     rows = [
-        ROW.format(n=i, pop=i % 100).replace(",Song,", f',"Song\nverse {i}",') for i in range(300)
+        ROW.format(n=i, pop=i % 100).replace(",Song,", f',"Song\nverse ""{i}""",')
+        for i in range(300)
     ]
+    want_summary, want_top = reference(write(tmp_path / "ok.csv", HEADER, *rows[:250], *rows[251:]))
+    rows[250] = rows[250].replace(",200000,", ",-3,")  # physical line 2 + 2 * 250 = 502
     src = write(tmp_path / "in.csv", HEADER, *rows)
     out = tmp_path / "out"
     assert run_cli(src, "--output", out, "--blocksize", "1KiB") == 0
+    assert "has line breaks inside quoted values: cutting its partitions at record ends" in (
+        capsys.readouterr().err
+    )
+    assert_frames_match(pd.read_csv(out / "genre_summary.csv"), want_summary)
+    assert_frames_match(pd.read_csv(out / "top_tracks.csv"), want_top)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["rows_kept"] == 299 and manifest["partitions"] > 20
+    rejected = pd.read_csv(out / "rejected_rows.csv")
+    assert rejected[["line", "track_name"]].values.tolist() == [[502, 'Song\nverse "250"']]
+
+
+def test_run_stray_quote_and_line_breaks_read_whole(tmp_path: Path, capsys) -> None:
+    """A quote inside an unquoted value (kept as text, like pandas does) breaks the quote
+    parity the cuts rely on: the file is then read as one partition, results unchanged."""
+    rows = [ROW.format(n=i, pop=i % 100) for i in range(200)]
+    rows[20] = rows[20].replace(",Album,", ',Alb"um,')
+    rows[100:] = [r.replace(",Song,", ',"So\nng",') for r in rows[100:]]
+    src = write(tmp_path / "in.csv", HEADER, *rows)
+    out = tmp_path / "out"
+    assert run_cli(src, "--output", out, "--blocksize", "1KiB") == 0
+    assert "reading it as one partition (quotes do not pair up)" in capsys.readouterr().err
     want_summary, want_top = reference(src)
     assert_frames_match(pd.read_csv(out / "genre_summary.csv"), want_summary)
     assert_frames_match(pd.read_csv(out / "top_tracks.csv"), want_top)
-    assert json.loads((out / "manifest.json").read_text())["rows_kept"] == 300
+    assert json.loads((out / "manifest.json").read_text())["partitions"] == 1
 
 
 def test_run_unterminated_quote_exit_2_with_line(tmp_path: Path, capsys) -> None:
