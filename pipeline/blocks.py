@@ -11,7 +11,7 @@ import codecs
 import csv
 import mmap
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,8 +40,14 @@ class Block:
     encoding: str = "utf-8"  # of the file; blocks are transcoded to UTF-8 when read
     # cut at record ends (see align_blocks): quoted values in it may hold line breaks
     quoted_breaks: bool = False
+    name: str = ""  # how messages and rejected rows name the file, if not ``path``
     # to open ``path`` on the workers; not in the repr: it may hold credentials
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False, hash=False)
+
+    @property
+    def label(self) -> str:
+        """The file's name in messages and rejected rows."""
+        return self.name or self.path
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class Plan:
     blocks: tuple[Block, ...]
     blocksize: int  # bytes per block (the last of each file may be smaller)
     total_bytes: int
+    names: Mapping[str, str] = field(default_factory=dict)  # see plan_input
 
 
 def plan_input(
@@ -60,16 +67,21 @@ def plan_input(
     threads: int,
     whole: frozenset[str] = frozenset(),
     aligned: frozenset[str] = frozenset(),
+    worker: tuple[int, int] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Split every file into blocks of ``cfg``'s size for ``threads`` threads, in file order.
-    Files with line breaks inside quoted values: those in ``aligned`` are cut at record ends
-    (:func:`align_blocks`), those in ``whole`` stay one block each."""
+    """Split every file into blocks of ``cfg``'s size for ``threads`` threads (and, if given,
+    the memory limit and threads of the most constrained ``worker``), in file order. Files
+    with line breaks inside quoted values: those in ``aligned`` are cut at record ends
+    (:func:`align_blocks`), those in ``whole`` stay one block each. ``names``: how to name
+    files in messages (a decompressed copy by its compressed file)."""
+    names = names or {}
     options, encoding = dict(cfg.storage_options), cfg.encoding
     sizes = {path: file_size(path, options) for path in paths}
-    blocksize = cfg.blocksize_for(sum(sizes.values()), threads)
+    blocksize = cfg.blocksize_for(sum(sizes.values()), threads, worker)
     blocks: list[Block] = []
     for path, size in sizes.items():
-        header = read_header(path, encoding, options)
+        header = read_header(path, encoding, options, names.get(path, ""))
         step = size if path in whole else blocksize
         offsets = list(range(0, size, step))
         if path in aligned - whole:
@@ -88,9 +100,10 @@ def plan_input(
                     encoding=encoding,
                     storage_options=options,
                     quoted_breaks=path in aligned,
+                    name=names.get(path, ""),
                 )
             )
-    return Plan(tuple(paths), tuple(blocks), blocksize, sum(sizes.values()))
+    return Plan(tuple(paths), tuple(blocks), blocksize, sum(sizes.values()), dict(names))
 
 
 # -- record ends in a file whose quoted values hold line breaks ---------------------------------
@@ -166,28 +179,34 @@ def expand_input(urlpath: str, storage_options: StorageOptions | None = None) ->
 
 
 def read_header(
-    path: str, encoding: str = "utf-8", storage_options: StorageOptions | None = None
+    path: str,
+    encoding: str = "utf-8",
+    storage_options: StorageOptions | None = None,
+    name: str = "",
 ) -> tuple[str, ...]:
     """The column names of a file's first line (within its first 64 KiB), checked against the
-    schema."""
+    schema; messages name the file ``name`` if given."""
+    label = name or path
     try:
         with open_input(path, storage_options) as f:
             first = f.read(1 << 16).split(b"\n", 1)[0]
     except PermissionError as err:
-        raise InputError(f"{path}: cannot be read ({err.strerror}); check its permissions") from err
+        raise InputError(
+            f"{label}: cannot be read ({err.strerror}); check its permissions"
+        ) from err
     try:
         names = next(csv.reader([first.decode(_sig(encoding)).rstrip("\r\n")]))
     except UnicodeDecodeError as err:
         raise InputError(
-            f"{path}:1: the header is not {encoding} text; is this a CSV file? (see --encoding)"
+            f"{label}:1: the header is not {encoding} text; is this a CSV file? (see --encoding)"
         ) from err
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise InputError(f"{path}:1: duplicate column names {dupes}; each column must appear once")
+        raise InputError(f"{label}:1: duplicate column names {dupes}; each column must appear once")
     missing = [n for n in schema.NAMES if n not in names]
     if missing:
         raise InputError(
-            f"{path}:1: missing required columns {missing}; the header must name every column "
+            f"{label}:1: missing required columns {missing}; the header must name every column "
             "of the Spotify tracks schema"
         )
     return tuple(names)
@@ -222,7 +241,7 @@ def block_data(block: Block) -> Iterator[memoryview]:
         return
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size < block.offset + block.length:
-            raise InputError(f"{block.path}: the file shrank while it was read; run again")
+            raise InputError(f"{block.label}: the file shrank while it was read; run again")
         m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         start = 0 if block.offset == 0 else _after_line_end(m, block.offset)
         view = memoryview(m)[start : _after_line_end(m, block.offset + block.length)]
@@ -292,4 +311,4 @@ class BadBytes(Exception):
             with open_input(self.block.path, self.block.storage_options) as f:
                 for start in range(0, self.block.offset, 1 << 24):
                     line += f.read(min(1 << 24, self.block.offset - start)).count(b"\n")
-        return InputError(f"{self.block.path}:{line}: {self.problem}; fix or remove that line")
+        return InputError(f"{self.block.label}:{line}: {self.problem}; fix or remove that line")

@@ -19,7 +19,7 @@ from distributed.comm import get_address_host, parse_address
 from distributed.security import Security
 from distributed.versions import VersionMismatchWarning, scheduler_relevant_packages
 
-from pipeline.config import Config, InputError
+from pipeline.config import Config, InputError, largest_block
 from pipeline.memory import peak_rss_mb
 
 log = logging.getLogger("pipeline")
@@ -207,6 +207,14 @@ def describe(client: Client) -> str:
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     threads = sorted({w["nthreads"] for w in workers})
     return f"{len(workers)} workers x {'/'.join(map(str, threads))} threads"
+
+
+def tightest_worker(client: Client) -> tuple[int, int] | None:
+    """The (memory limit, threads) of the worker with the least memory per block it may
+    hold, or None when no worker has a limit."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    limited = [(w["memory_limit"], w["nthreads"]) for w in workers if w.get("memory_limit")]
+    return min(limited, key=lambda w: largest_block(*w), default=None)
 
 
 def worker_memory(client: Client) -> dict[str, dict[str, float | None]]:

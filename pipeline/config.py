@@ -11,6 +11,12 @@ from typing import Any
 DEFAULT_INPUT = Path("data/dataset.csv")
 MIB = 1 << 20
 BLOCK_CAP = 48 * MIB  # the largest default block
+# A worker's memory, measured (README, Larger than memory): about WORKER_BASE for Python, the
+# libraries and the allocators' pools, plus BLOCK_FACTOR times the block for each thread;
+# it must stay under the share of its limit at which Dask pauses the worker.
+WORKER_BASE = 300 * MIB
+BLOCK_FACTOR = 6
+PAUSE_SHARE = 0.8
 
 
 class InputError(Exception):
@@ -95,11 +101,48 @@ class Config:
             return None
         return int(self.max_rejects * rows) if self.max_rejects < 1 else int(self.max_rejects)
 
-    def blocksize_for(self, total_bytes: int, threads: int) -> int:
+    def blocksize_for(
+        self, total_bytes: int, threads: int, worker: tuple[int, int] | None = None
+    ) -> int:
         """Bytes per block: the configured size, or enough blocks to keep every thread busy
         (about four per thread) without blocks above 48 MiB or below 1 MiB. The cap keeps the
         peak memory flat with input size (measured: 610 / 690 / 726 MB at 2M / 10M / 20M rows;
-        with 64 MiB 610 / 843 / 823 MB, about 8% faster)."""
-        if self.blocksize:
-            return self.blocksize
-        return int(min(BLOCK_CAP, max(MIB, total_bytes // (4 * threads) + 1)))
+        with 64 MiB 610 / 843 / 823 MB, about 8% faster).
+
+        ``worker``: the (memory limit, threads) of the most constrained worker; blocks are then
+        no larger than fits it (:func:`largest_block`), and a limit too small for a 1 MiB
+        block, or a ``--blocksize`` too large for it, is an :class:`InputError`."""
+        size = self.blocksize or int(min(BLOCK_CAP, max(MIB, total_bytes // (4 * threads) + 1)))
+        if worker is None:
+            return size
+        limit, per_worker = worker
+        largest = largest_block(limit, per_worker)
+        if largest < MIB:
+            raise InputError(
+                f"memory limit {limit / MIB:.0f} MiB per worker is too small: a worker with "
+                f"{per_worker} thread(s) needs at least {least_memory(per_worker) / MIB:.0f} MiB "
+                f"(about {WORKER_BASE // MIB} MiB for Python and the libraries plus "
+                f"{BLOCK_FACTOR} x a 1 MiB block per thread, below Dask's pause at "
+                f"{PAUSE_SHARE:.0%}); give workers more memory (--memory-limit) or fewer "
+                "threads (--threads-per-worker)"
+            )
+        if self.blocksize and self.blocksize > largest:
+            raise InputError(
+                f"--blocksize {self.blocksize / MIB:.0f} MiB is too large for workers of "
+                f"{limit / MIB:.0f} MiB with {per_worker} thread(s): a worker needs about "
+                f"{WORKER_BASE // MIB} MiB plus {BLOCK_FACTOR} x the block per thread, below "
+                f"Dask's pause at {PAUSE_SHARE:.0%}; use --blocksize {largest // MIB}MiB or "
+                "less (or leave it out), or give workers more memory (--memory-limit)"
+            )
+        return min(size, largest)
+
+
+def largest_block(memory_limit: int, threads: int) -> int:
+    """The largest block a worker of ``memory_limit`` bytes with ``threads`` threads can read
+    without reaching Dask's pause line."""
+    return int((PAUSE_SHARE * memory_limit - WORKER_BASE) / (BLOCK_FACTOR * threads))
+
+
+def least_memory(threads: int, block: int = MIB) -> int:
+    """The smallest memory limit of a worker with ``threads`` threads for ``block``."""
+    return int((WORKER_BASE + BLOCK_FACTOR * block * threads) / PAUSE_SHARE) + 1

@@ -96,7 +96,7 @@ def _exact_records(
     # the reasons of the rejected rows only: assigning a longer Series to an empty frame
     # would give the frame that Series' index
     rejected = reasons.notna()
-    bad = raw.loc[rejected].assign(reason=reasons[rejected], file=block.path, block=block.ordinal)
+    bad = raw.loc[rejected].assign(reason=reasons[rejected], file=block.label, block=block.ordinal)
     bad = bad[list(_REJECT_RECORD)].astype(object)
     rejects = [json.dumps(r) for r in bad.where(bad.notna(), None).to_numpy().tolist()]
     table = pa.concat_tables(

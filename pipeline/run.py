@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -25,10 +26,18 @@ from distributed import Client, performance_report
 
 from pipeline import job, publish
 from pipeline.blocks import BadBytes, Plan, expand_input, plan_input
-from pipeline.cluster import connect, describe, scheduler_address, unencrypted_remote, worker_memory
+from pipeline.cluster import (
+    connect,
+    describe,
+    scheduler_address,
+    tightest_worker,
+    unencrypted_remote,
+    worker_memory,
+)
 from pipeline.config import DEFAULT_INPUT, Config, InputError
 from pipeline.read import SplitInQuotes
 from pipeline.storage import StorageOptions, remove_tree
+from pipeline.unpack import unpack_inputs
 
 log = logging.getLogger("pipeline")
 
@@ -257,7 +266,12 @@ def execute(
 ) -> tuple[job.JobResult, dict]:
     """Compute every output in one graph on the client's cluster; return results and facts."""
     cluster = describe(client)
-    plan = plan_input(paths, cfg, sum(client.nthreads().values()))
+    t = time.perf_counter()
+    read, names = unpack_inputs(paths, f"{stage}/_input", cfg.storage_options)
+    if names:
+        seconds["unpack"] = time.perf_counter() - t
+        log.info("unpacked   %s in %.1f s", ", ".join(names.values()), seconds["unpack"])
+    plan = _plan(client, cfg, read, names=names)
     log.info("input      %s (%s, %.1f MB)", cfg.input, _files(paths), plan.total_bytes / 1e6)
     log.info("partitions %d of up to %.1f MB", len(plan.blocks), plan.blocksize / 1e6)
     log.info("cluster    %s, dashboard %s", cluster, client.dashboard_link)
@@ -317,9 +331,21 @@ def _compute_attempts(
                     err.path,
                 )
                 aligned |= {err.path}
-            threads = sum(client.nthreads().values())
-            plan = plan_input(list(plan.paths), cfg, threads, whole, aligned)
+            plan = _plan(client, cfg, list(plan.paths), whole, aligned, plan.names)
     raise RuntimeError("could not plan the input's partitions")
+
+
+def _plan(
+    client: Client,
+    cfg: Config,
+    paths: list[str],
+    whole: frozenset[str] = frozenset(),
+    aligned: frozenset[str] = frozenset(),
+    names: Mapping[str, str] | None = None,
+) -> Plan:
+    """The blocks for this cluster: its threads, and what its tightest worker's memory holds."""
+    threads = sum(client.nthreads().values())
+    return plan_input(paths, cfg, threads, whole, aligned, tightest_worker(client), names)
 
 
 def _wait_idle(client: Client, timeout: float = 120) -> None:

@@ -15,7 +15,7 @@ from pipeline import run
 from pipeline.config import InputError
 from pipeline.generate import generate
 
-LIMIT = 600 * 2**20  # one worker process with 2 threads; Python and the libraries take ~250 MB
+LIMIT = 600 * 2**20  # one worker process with 2 threads; Python and the libraries take ~300 MB
 ROWS = 11_500_000  # about 1.9 GB: over three times LIMIT
 
 
@@ -51,16 +51,55 @@ def test_input_three_times_worker_memory_gives_the_same_outputs(tmp_path: Path) 
         "2",
         "--memory-limit",
         f"{LIMIT >> 20}MiB",
-        "--blocksize",
-        "16MiB",
-    )
+    )  # no --blocksize: partitions sized from the limit
     for got, want in zip(outputs(tmp_path / "tight"), outputs(tmp_path / "free"), strict=True):
         assert_frames_match(got, want)
     manifest = json.loads((tmp_path / "tight" / "manifest.json").read_text())
+    free = json.loads((tmp_path / "free" / "manifest.json").read_text())
+    # blocks of 15 MiB, from the limit (two threads: 48 MiB blocks when memory is free)
+    assert manifest["partitions"] == -(-src.stat().st_size // (15 * 2**20)) > free["partitions"]
     assert manifest["workers_lost"] == []  # no worker restarted, none killed
     (worker,) = manifest["workers"].values()
     assert worker["memory_limit_mb"] == round(LIMIT / 1e6, 1)
     assert worker["peak_rss_mb"] < worker["memory_limit_mb"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--workers", "2", "--threads-per-worker", "1", "--memory-limit", "300MB"],
+            "error: memory limit 286 MiB per worker is too small: a worker with 1 thread(s) needs "
+            "at least 383 MiB (about 300 MiB for Python and the libraries plus 6 x a 1 MiB block "
+            "per thread, below Dask's pause at 80%); give workers more memory (--memory-limit) or "
+            "fewer threads (--threads-per-worker)\n",
+        ),
+        (
+            ["--threads-per-worker", "2", "--memory-limit", "600MiB", "--blocksize", "48MiB"],
+            "error: --blocksize 48 MiB is too large for workers of 600 MiB with 2 thread(s): a "
+            "worker needs about 300 MiB plus 6 x the block per thread, below Dask's pause at 80%; "
+            "use --blocksize 15MiB or less (or leave it out), or give workers more memory "
+            "(--memory-limit)\n",
+        ),
+    ],
+)
+def test_memory_too_small_for_any_block_is_refused_before_work(
+    small_csv: Path, tmp_path: Path, capsys, options: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    code = run.main(
+        [
+            str(small_csv),
+            "-o",
+            str(out),
+            "--processes",
+            "--dashboard-address",
+            "127.0.0.1:0",
+            *options,
+        ]
+    )
+    assert (code, capsys.readouterr().err) == (2, message)
+    assert not out.exists()
 
 
 class Paused:

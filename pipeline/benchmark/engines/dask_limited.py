@@ -1,7 +1,7 @@
 """Dask on an input larger than its workers' memory: ``python -m pipeline.run`` with one worker
-process of 2 threads held to 600 MiB (Python and the libraries alone take about 250 MB of
-it) and 16 MiB partitions. Only the ``full`` workload; the worker's limit, peak and spilled
-bytes come from the run's manifest.
+process of 2 threads held to 600 MiB (Python and the libraries alone take about 300 MiB of
+it), partitions sized from that limit (15 MiB). Only the ``full`` workload; the worker's
+limit, peak and spilled bytes come from the run's manifest.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ OPTIONS = ("--processes", "--workers", "1", "--threads-per-worker", "2")
 
 def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The run with limited workers; records their memory figures in ``phases``."""
-    limits = ("--memory-limit", MEMORY_LIMIT, "--blocksize", "16MiB")
-    outputs = run_cli(path, out_dir, phases, *OPTIONS, *limits)
+    outputs = run_cli(path, out_dir, phases, *OPTIONS, "--memory-limit", MEMORY_LIMIT)
     workers = json.loads(Path(out_dir, "manifest.json").read_text())["workers"].values()
     phases["worker_limit_mb"] = sum(w["memory_limit_mb"] for w in workers)
     phases["worker_peak_mb"] = max(w["peak_rss_mb"] for w in workers)
