@@ -15,7 +15,7 @@ BLOCK_CAP = 48 * MIB  # the largest default block
 # libraries and the allocators' pools, plus BLOCK_FACTOR times the block for each thread;
 # it must stay under the share of its limit at which Dask pauses the worker.
 WORKER_BASE = 300 * MIB
-BLOCK_FACTOR = 6
+BLOCK_FACTOR = 8
 PAUSE_SHARE = 0.8
 
 

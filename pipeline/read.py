@@ -12,10 +12,13 @@ those partitions, so computing both in one ``dask.compute`` parses each block on
 
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from pipeline import schema, transforms
+from pipeline import schema, transforms, unpack
 from pipeline.blocks import (
     BadBytes,
     Block,
@@ -311,6 +314,13 @@ def read_tracks(source: str | Plan, names: Sequence[str] = schema.NAMES) -> Trac
 
 
 def default_plan(source: str) -> Plan:
-    """The blocks ``python -m pipeline.run SOURCE`` reads on a cluster of this machine's cores."""
-    cfg = Config(input=source)
-    return plan_input(expand_input(source), cfg, os.cpu_count() or 1)
+    """The blocks ``python -m pipeline.run SOURCE`` reads on a cluster of this machine's cores.
+    Compressed files are decompressed first (now, into a temporary directory removed when
+    Python exits)."""
+    paths = expand_input(source)
+    if unpack.packed_inputs(paths):
+        work = tempfile.mkdtemp(prefix="pipeline-unpacked-")
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
+        paths, labels = unpack.unpack_inputs(paths, work)
+        return plan_input(paths, Config(input=source), os.cpu_count() or 1, names=labels)
+    return plan_input(paths, Config(input=source), os.cpu_count() or 1)

@@ -6,13 +6,17 @@ import csv
 import os
 from pathlib import Path
 
+import dask
 import pandas as pd
 import pytest
-from conftest import assert_frames_match, reference
+from conftest import assert_frames_match, reference, track_row, write_csv
 
+from pipeline import job
 from pipeline.benchmark import check, cli, report, results
-from pipeline.benchmark.engines import ENGINES, OPTIONAL, load, pandas_c
+from pipeline.benchmark.engines import ENGINES, OPTIONAL, TOP, load, pandas_c
 from pipeline.benchmark.runner import Study, input_file, run_study
+from pipeline.blocks import plan_input
+from pipeline.config import Config
 
 ROWS, SEED = 3_000, 7  # 3 genres
 CLUSTERS = ("dask", "dask-limited")  # they start a distributed cluster: marked slow
@@ -278,3 +282,29 @@ def test_choices_every_case_gives_the_same_rows(small_csv: Path) -> None:
     rows = {case: measure(str(small_csv), case)[2] for case in CASES}
     assert {rows[c] for c in CASES if c.startswith("gather")} == {11_936}
     assert {rows[c] for c in CASES if c.startswith("summary")} == {12}
+
+
+@pytest.mark.parametrize("engine", ["polars", "duckdb"])
+def test_engine_full_rejects_and_deduplicates_like_the_pipeline(
+    tmp_path: Path, engine: str
+) -> None:
+    """Bad values, a value that does not parse and later copies of pairs: each engine's own
+    rules give the pipeline's answers and Parquet rows."""
+    pytest.importorskip(engine)
+    lines = [track_row(i, f"t{i % 40}", f"g{i % 3}", (i * 7) % 100) for i in range(200)]
+    lines[5] = lines[5].replace(",200000,", ",-5,")  # duration out of range
+    lines[17] = lines[17].replace(",0.5,", ",half,", 1)  # danceability does not parse
+    lines[30] = lines[30].replace("1,-5.0,", "1,,", 1)  # missing loudness
+    src = write_csv(tmp_path / "t.csv", lines)
+    plan = plan_input([str(src)], Config(blocksize=2048), 1)
+    outputs = job.build(plan, TOP, str(tmp_path / "work"))
+    result = job.collect(list(dask.compute(*outputs.collections(), scheduler="sync")))
+    want_summary, want_top = result.summary, result.top
+    assert len(result.rejected) == 3
+    # 120 (track, genre) pairs, each twice; a bad row's later copy takes its place
+    assert want_summary["tracks"].sum() == 120
+    summary, top = load(ENGINES[engine]).full(str(src), str(tmp_path / engine), {})
+    assert check.compare(summary, want_summary) is None
+    assert check.compare(top, want_top) is None
+    assert check.compare_tracks(tmp_path / engine / "tracks", want_summary) is None
+    assert (tmp_path / engine / "genre_summary.csv").is_file()

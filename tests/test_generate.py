@@ -276,3 +276,21 @@ def test_generate_cli_help_reads_well() -> None:
     assert result.returncode == 0
     for word in ["--rows", "--output", "--seed", "114000", "data/dataset.csv"]:
         assert word in result.stdout
+
+
+def test_generate_line_breaks_every_nth_track_name(tmp_path: Path) -> None:
+    """The same rows, but every third track name holds a line break (quoted, so the records
+    stay the same while the physical lines do not)."""
+    plain = generate(tmp_path / "plain.csv", rows=3000, seed=5)
+    broken = generate(tmp_path / "broken.csv", rows=3000, seed=5, line_breaks=3)
+    with open(plain, newline="") as a, open(broken, newline="") as b:
+        want, got = list(csv.DictReader(a)), list(csv.DictReader(b))
+    assert len(got) == len(want) == 3000
+    names = [r["track_name"] for r in got]
+    assert all(
+        ("\n" in n) == (i % 3 == 0 and " " in want[i]["track_name"]) for i, n in enumerate(names)
+    )
+    assert [n.replace("\n", " ") for n in names] == [r["track_name"] for r in want]
+    assert [{**r, "track_name": ""} for r in got] == [{**r, "track_name": ""} for r in want]
+    with pytest.raises(ValueError, match="line_breaks must be 0 or positive"):
+        generate(tmp_path / "x.csv", rows=3, line_breaks=-1)

@@ -12,7 +12,8 @@ import pytest
 from conftest import assert_frames_match, popen_run
 
 from pipeline import run
-from pipeline.config import InputError
+from pipeline.cluster import tightest_worker
+from pipeline.config import Config, InputError, largest_block, least_memory
 from pipeline.generate import generate
 
 LIMIT = 600 * 2**20  # one worker process with 2 threads; Python and the libraries take ~300 MB
@@ -56,8 +57,9 @@ def test_input_three_times_worker_memory_gives_the_same_outputs(tmp_path: Path) 
         assert_frames_match(got, want)
     manifest = json.loads((tmp_path / "tight" / "manifest.json").read_text())
     free = json.loads((tmp_path / "free" / "manifest.json").read_text())
-    # blocks of 15 MiB, from the limit (two threads: 48 MiB blocks when memory is free)
-    assert manifest["partitions"] == -(-src.stat().st_size // (15 * 2**20)) > free["partitions"]
+    # blocks of 11.25 MiB, from the limit (two threads: 48 MiB blocks when memory is free)
+    block = largest_block(LIMIT, 2)
+    assert manifest["partitions"] == -(-src.stat().st_size // block) > free["partitions"]
     assert manifest["workers_lost"] == []  # no worker restarted, none killed
     (worker,) = manifest["workers"].values()
     assert worker["memory_limit_mb"] == round(LIMIT / 1e6, 1)
@@ -70,15 +72,15 @@ def test_input_three_times_worker_memory_gives_the_same_outputs(tmp_path: Path) 
         (
             ["--workers", "2", "--threads-per-worker", "1", "--memory-limit", "300MB"],
             "error: memory limit 286 MiB per worker is too small: a worker with 1 thread(s) needs "
-            "at least 383 MiB (about 300 MiB for Python and the libraries plus 6 x a 1 MiB block "
+            "at least 385 MiB (about 300 MiB for Python and the libraries plus 8 x a 1 MiB block "
             "per thread, below Dask's pause at 80%); give workers more memory (--memory-limit) or "
             "fewer threads (--threads-per-worker)\n",
         ),
         (
             ["--threads-per-worker", "2", "--memory-limit", "600MiB", "--blocksize", "48MiB"],
             "error: --blocksize 48 MiB is too large for workers of 600 MiB with 2 thread(s): a "
-            "worker needs about 300 MiB plus 6 x the block per thread, below Dask's pause at 80%; "
-            "use --blocksize 15MiB or less (or leave it out), or give workers more memory "
+            "worker needs about 300 MiB plus 8 x the block per thread, below Dask's pause at 80%; "
+            "use --blocksize 11MiB or less (or leave it out), or give workers more memory "
             "(--memory-limit)\n",
         ),
     ],
@@ -100,6 +102,32 @@ def test_memory_too_small_for_any_block_is_refused_before_work(
     )
     assert (code, capsys.readouterr().err) == (2, message)
     assert not out.exists()
+
+
+class Workers:
+    """A stand-in client of an existing cluster: workers with their limits and threads."""
+
+    def __init__(self, *workers: tuple[int, int]) -> None:
+        self.workers = workers
+
+    def scheduler_info(self, n_workers: int) -> dict:
+        return {
+            "workers": {
+                f"w{i}": {"memory_limit": limit, "nthreads": threads}
+                for i, (limit, threads) in enumerate(self.workers)
+            }
+        }
+
+
+def test_blocks_fit_the_tightest_worker_of_an_existing_cluster() -> None:
+    gib = 2**30
+    workers = Workers((4 * gib, 2), (1 * gib, 4), (0, 8))  # 0: a worker without a limit
+    assert tightest_worker(workers) == (1 * gib, 4)  # (0.8 GiB - 300 MiB) / 32: 16.2 MiB
+    assert Config().blocksize_for(10 * gib, 14, (1 * gib, 4)) == largest_block(gib, 4)
+    assert largest_block(gib, 4) // 2**20 == 16
+    assert Config().blocksize_for(10 * gib, 14, None) == 48 * 2**20
+    assert tightest_worker(Workers((0, 2))) is None
+    assert least_memory(2) == int((300 * 2**20 + 16 * 2**20) / 0.8) + 1
 
 
 class Paused:

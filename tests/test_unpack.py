@@ -10,12 +10,16 @@ import lzma
 import zipfile
 from pathlib import Path
 
+import dask
+import dask.dataframe as dd
 import pandas as pd
 import pyarrow as pa
 import pytest
 from conftest import track_row, write_csv
+from isal import igzip
 
 from pipeline import unpack
+from pipeline.read import read_tracks
 from pipeline.run import main
 
 OUTPUTS = ("genre_summary.csv", "top_tracks.csv", "rejected_rows.csv")
@@ -151,13 +155,25 @@ def test_unpack_streams_in_bounded_chunks(tmp_path: Path, monkeypatch) -> None:
     )  # 4.4 MB
     packed = compress(src, "gzip", tmp_path / "t.csv.gz")
     reads: list[int] = []
-    original = gzip.GzipFile.read
+    original = igzip.GzipFile.read
 
     def spy(self, size=-1):
         reads.append(size)
         return original(self, size)
 
-    monkeypatch.setattr(gzip.GzipFile, "read", spy)
+    monkeypatch.setattr(igzip.GzipFile, "read", spy)
     target = unpack.unpack(unpack.Packed(str(packed), "gzip"), str(tmp_path / "plain.csv"))
     assert Path(target).read_bytes() == src.read_bytes()
     assert len(reads) > 1 and max(reads) == unpack.CHUNK
+
+
+def test_read_tracks_reads_a_compressed_file(plain: tuple[Path, Path], tmp_path: Path) -> None:
+    """The notebook API takes the same inputs as the CLI."""
+    src, _ = plain
+    packed = compress(src, "xz", tmp_path / "tracks.csv.xz")
+    tracks = read_tracks(str(packed))
+    clean, rejected = dask.compute(tracks.clean, tracks.rejected, scheduler="sync")
+    want = read_tracks(str(src))
+    dd.assert_eq(clean, want.clean.compute(scheduler="sync"), check_index=False)
+    assert rejected["file"].tolist() == [str(packed)] * 2
+    assert rejected["line"].tolist() == [2502, 2902]

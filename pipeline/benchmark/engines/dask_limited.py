@@ -1,6 +1,6 @@
 """Dask on an input larger than its workers' memory: ``python -m pipeline.run`` with one worker
 process of 2 threads held to 600 MiB (Python and the libraries alone take about 300 MiB of
-it), partitions sized from that limit (15 MiB). Only the ``full`` workload; the worker's
+it), partitions sized from that limit (11.25 MiB). Only the ``full`` workload; the worker's
 limit, peak and spilled bytes come from the run's manifest.
 """
 
