@@ -104,7 +104,9 @@ def _exact_records(
     rejects = [json.dumps(r) for r in bad.where(bad.notna(), None).to_numpy().tolist()]
     table = pa.concat_tables(
         [
-            pa.Table.from_pandas(kept, schema=pa.schema(types.items()), preserve_index=False),
+            pa.Table.from_pandas(
+                kept, schema=pa.schema(types.items()), preserve_index=False, nthreads=1
+            ),
             pa.table({n: pa.nulls(len(rejects), t) for n, t in types.items()}),
         ]
     )

@@ -266,6 +266,7 @@ def execute(
 ) -> tuple[job.JobResult, dict]:
     """Compute every output in one graph on the client's cluster; return results and facts."""
     cluster = describe(client)
+    cfg.blocksize_for(0, 1, tightest_worker(client))  # memory too small: refused before work
     t = time.perf_counter()
     read, names = unpack_inputs(paths, f"{stage}/_input", cfg.storage_options)
     if names:
@@ -321,14 +322,15 @@ def _compute_attempts(
             raise err.as_input_error() from err
         except SplitInQuotes as err:
             _wait_idle(client)  # tasks of this attempt must not write while we go on
+            name = plan.names.get(err.path, err.path)
             if err.path in aligned:
-                log.warning("%s: reading it as one partition (quotes do not pair up)", err.path)
+                log.warning("%s: reading it as one partition (quotes do not pair up)", name)
                 whole |= {err.path}
             else:
                 log.warning(
                     "%s has line breaks inside quoted values: cutting its partitions at "
                     "record ends",
-                    err.path,
+                    name,
                 )
                 aligned |= {err.path}
             plan = _plan(client, cfg, list(plan.paths), whole, aligned, plan.names)

@@ -55,7 +55,9 @@ def scatter(
     block = partition_info["number"] if partition_info else 0
     path = f"{root}/{block:06d}.arrow"
     # duplicates within the block go here, in the sort's copy; the gather finds the others
-    table, runs = sort_by_genre(pa.Table.from_pandas(clean, preserve_index=False), first_only=True)
+    table, runs = sort_by_genre(
+        pa.Table.from_pandas(clean, preserve_index=False, nthreads=1), first_only=True
+    )
     pieces = []
     if runs:
         with atomic_file(path, storage_options) as (target, fs):

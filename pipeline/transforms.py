@@ -168,7 +168,7 @@ def _genre_partial(df: pd.DataFrame) -> pd.DataFrame:
     the distinct artists (``artists_distinct``, a list): one pass of Arrow's hash group-by
     (measured 35 ms on a 48 MiB block; a pass for the pairs and one for the rest, then a list
     per genre, took 53)."""
-    table = pa.Table.from_pandas(df[[GENRE, *_SUMMED, "artists"]], preserve_index=False)
+    table = pa.Table.from_pandas(df[[GENRE, *_SUMMED, "artists"]], preserve_index=False, nthreads=1)
     table = table.cast(table.schema.set(0, pa.field(GENRE, pa.string())))
     partial = table.group_by(GENRE, use_threads=False).aggregate(_BY_GENRE)
     return partial.to_pandas(types_mapper=pd.ArrowDtype)
@@ -176,7 +176,7 @@ def _genre_partial(df: pd.DataFrame) -> pd.DataFrame:
 
 def _merge_partials(parts: pd.DataFrame) -> pd.DataFrame:
     """Merge concatenated :func:`_genre_partial` partials."""
-    table = pa.Table.from_pandas(parts, preserve_index=False).combine_chunks()
+    table = pa.Table.from_pandas(parts, preserve_index=False, nthreads=1).combine_chunks()
     lists = table["artists_distinct"]
     genres = table[GENRE].take(pc.list_parent_indices(lists))
     artists = pa.table({GENRE: genres, "artists": pc.list_flatten(lists)})

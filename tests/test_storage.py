@@ -4,6 +4,7 @@ loopback (moto's server mode) with s3fs, compared with local runs of the same CS
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import logging
 from collections.abc import Iterator
@@ -121,6 +122,24 @@ def test_storage_s3_in_and_out_equal_a_local_run(s3, with_rejects: Path, tmp_pat
 
 
 @pytest.mark.slow
+def test_storage_s3_compressed_input_equals_a_local_run(
+    s3, with_rejects: Path, tmp_path: Path
+) -> None:
+    """A .csv.gz on S3: decompressed by a task into the staging prefix on S3, read in blocks
+    from there; the outputs and rejected rows of the local plain file, the .gz named."""
+    fs, endpoint = s3
+    fs.pipe("bkt/in.csv.gz", gzip.compress(with_rejects.read_bytes()))
+    local = tmp_path / "local"
+    assert run_cli(with_rejects, "-o", local, *BLOCKS) == 0
+    assert run_cli("s3://bkt/in.csv.gz", "-o", "s3://bkt/gz-out", *BLOCKS, *endpoint) == 0
+    for name in ("genre_summary.csv", "top_tracks.csv"):
+        assert fs.cat(f"bkt/gz-out/{name}") == (local / name).read_bytes(), name
+    rejected = pd.read_csv(fs.open("bkt/gz-out/rejected_rows.csv"))
+    assert set(rejected.pop("file")) == {"s3://bkt/in.csv.gz"}
+    assert_frames_match(rejected, pd.read_csv(local / "rejected_rows.csv").drop(columns="file"))
+    assert not staging_left(fs)
+
+
 def test_storage_s3_glob_of_several_files(s3, small_csv: Path) -> None:
     fs, endpoint = s3
     lines = small_csv.read_bytes().splitlines(keepends=True)

@@ -177,3 +177,20 @@ def test_read_tracks_reads_a_compressed_file(plain: tuple[Path, Path], tmp_path:
     dd.assert_eq(clean, want.clean.compute(scheduler="sync"), check_index=False)
     assert rejected["file"].tolist() == [str(packed)] * 2
     assert rejected["line"].tolist() == [2502, 2902]
+
+
+def test_compressed_file_with_line_breaks_in_values(tmp_path: Path, capsys) -> None:
+    """Decompressed, then cut at record ends like any such file; messages name the archive."""
+    lines = [track_row(i, f"t{i}", "jazz", i % 50) for i in range(400)]
+    lines = [r.replace(",Song,", ',"So\nng",') for r in lines]
+    plain = write_csv(tmp_path / "m.csv", lines)
+    assert run_cli(plain, "-o", tmp_path / "plain", "--blocksize", "2KiB") == 0
+    packed = compress(plain, "gzip", tmp_path / "m.csv.gz")
+    capsys.readouterr()
+    assert run_cli(packed, "-o", tmp_path / "out", "--blocksize", "2KiB") == 0
+    assert f"{packed} has line breaks inside quoted values" in capsys.readouterr().err
+    for output in OUTPUTS:
+        assert (tmp_path / "out" / output).read_bytes() == (
+            tmp_path / "plain" / output
+        ).read_bytes()
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["partitions"] > 10
