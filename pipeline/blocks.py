@@ -58,7 +58,11 @@ class Plan:
     blocks: tuple[Block, ...]
     blocksize: int  # bytes per block (the last of each file may be smaller)
     total_bytes: int
-    names: Mapping[str, str] = field(default_factory=dict)  # see plan_input
+
+    @property
+    def names(self) -> dict[str, str]:
+        """The files named otherwise in messages (see ``plan_input``): path -> name."""
+        return {b.path: b.name for b in self.blocks if b.name}
 
 
 def plan_input(
@@ -103,7 +107,7 @@ def plan_input(
                     name=names.get(path, ""),
                 )
             )
-    return Plan(tuple(paths), tuple(blocks), blocksize, sum(sizes.values()), dict(names))
+    return Plan(tuple(paths), tuple(blocks), blocksize, sum(sizes.values()))
 
 
 # -- record ends in a file whose quoted values hold line breaks ---------------------------------
@@ -149,17 +153,26 @@ def _quote_scan(
             chunk = np.frombuffer(f.read(min(4 * MIB, end - at)), np.uint8)
             if not len(chunk):
                 break
-            quotes = np.flatnonzero(chunk == ord('"'))
             if None in found:
-                line_ends = np.flatnonzero(chunk == ord("\n"))
-                parity = (count + np.searchsorted(quotes, line_ends)) % 2
+                line_ends, odd, quotes = line_end_parity(chunk, count)
                 for p in (0, 1):
-                    hits = line_ends[parity == p]
+                    hits = line_ends[odd == p]
                     if found[p] is None and len(hits):
                         found[p] = at + int(hits[0])
-            count += len(quotes)
+            else:
+                quotes = int(np.count_nonzero(chunk == ord('"')))
+            count += quotes
             at += len(chunk)
     return count, (found[0], found[1])
+
+
+def line_end_parity(chunk: np.ndarray, quotes_before: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """For a chunk of CSV bytes: its line ends, whether each has an odd number of quote
+    characters before it (``quotes_before`` counted in: odd means inside a quoted value, as
+    RFC 4180 doubles a quote inside one), and the chunk's quote characters."""
+    quotes = np.flatnonzero(chunk == ord('"'))
+    line_ends = np.flatnonzero(chunk == ord("\n"))
+    return line_ends, (quotes_before + np.searchsorted(quotes, line_ends)) % 2, len(quotes)
 
 
 def expand_input(urlpath: str, storage_options: StorageOptions | None = None) -> list[str]:

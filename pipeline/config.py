@@ -110,11 +110,17 @@ class Config:
         with 64 MiB 610 / 843 / 823 MB, about 8% faster).
 
         ``worker``: the (memory limit, threads) of the most constrained worker; blocks are then
-        no larger than fits it (:func:`largest_block`), and a limit too small for a 1 MiB
-        block, or a ``--blocksize`` too large for it, is an :class:`InputError`."""
+        no larger than fits it (:meth:`largest_block_for`)."""
         size = self.blocksize or int(min(BLOCK_CAP, max(MIB, total_bytes // (4 * threads) + 1)))
+        largest = self.largest_block_for(worker)
+        return size if largest is None else min(size, largest)
+
+    def largest_block_for(self, worker: tuple[int, int] | None) -> int | None:
+        """The largest block the (memory limit, threads) ``worker`` holds, or None without a
+        worker. A limit too small for a 1 MiB block, or a ``--blocksize`` larger than that,
+        is an :class:`InputError`."""
         if worker is None:
-            return size
+            return None
         limit, per_worker = worker
         largest = largest_block(limit, per_worker)
         if largest < MIB:
@@ -134,7 +140,7 @@ class Config:
                 f"Dask's pause at {PAUSE_SHARE:.0%}; use --blocksize {largest // MIB}MiB or "
                 "less (or leave it out), or give workers more memory (--memory-limit)"
             )
-        return min(size, largest)
+        return largest
 
 
 def largest_block(memory_limit: int, threads: int) -> int:

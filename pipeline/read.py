@@ -37,6 +37,7 @@ from pipeline.blocks import (
     Plan,
     block_data,
     expand_input,
+    line_end_parity,
     lines_before,
     plan_input,
 )
@@ -104,9 +105,7 @@ def _exact_records(
     rejects = [json.dumps(r) for r in bad.where(bad.notna(), None).to_numpy().tolist()]
     table = pa.concat_tables(
         [
-            pa.Table.from_pandas(
-                kept, schema=pa.schema(types.items()), preserve_index=False, nthreads=1
-            ),
+            transforms.arrow_table(kept, pa.schema(types.items())),
             pa.table({n: pa.nulls(len(rejects), t) for n, t in types.items()}),
         ]
     )
@@ -166,20 +165,14 @@ def _has_nul(data: memoryview) -> bool:
 
 
 def _quoted_line_breaks(data: memoryview, chunk: int = 4 * MIB) -> tuple[bool, bool]:
-    """Read from a record start, does the block have a line break inside a quoted value (an
-    odd number of quote characters before it: RFC 4180 doubles a quote inside a value), and
-    does it end inside one? (10 ms for 48 MiB without quotes, on the slow path only)"""
+    """Read from a record start, does the block have a line break inside a quoted value, and
+    does it end inside one? (on the slow path only)"""
     values = np.frombuffer(data, np.uint8)
     quotes, breaks = 0, False
     for at in range(0, len(values), chunk):
-        part = values[at : at + chunk]
-        at_quotes = np.flatnonzero(part == ord('"'))
-        if len(at_quotes) and not breaks:
-            line_ends = np.flatnonzero(part == ord("\n"))
-            breaks = bool(((quotes + np.searchsorted(at_quotes, line_ends)) % 2).any())
-        elif quotes % 2 and not breaks:
-            breaks = bool((part == ord("\n")).any())
-        quotes += len(at_quotes)
+        _, odd, in_chunk = line_end_parity(values[at : at + chunk], quotes)
+        breaks = breaks or bool(odd.any())
+        quotes += in_chunk
     return breaks, quotes % 2 == 1
 
 
@@ -319,10 +312,10 @@ def default_plan(source: str) -> Plan:
     """The blocks ``python -m pipeline.run SOURCE`` reads on a cluster of this machine's cores.
     Compressed files are decompressed first (now, into a temporary directory removed when
     Python exits)."""
-    paths = expand_input(source)
-    if unpack.packed_inputs(paths):
-        work = tempfile.mkdtemp(prefix="pipeline-unpacked-")
+    work = tempfile.mkdtemp(prefix="pipeline-unpacked-")
+    paths, labels = unpack.unpack_inputs(expand_input(source), work)
+    if labels:
         atexit.register(shutil.rmtree, work, ignore_errors=True)
-        paths, labels = unpack.unpack_inputs(paths, work)
-        return plan_input(paths, Config(input=source), os.cpu_count() or 1, names=labels)
-    return plan_input(paths, Config(input=source), os.cpu_count() or 1)
+    else:
+        os.rmdir(work)
+    return plan_input(paths, Config(input=source), os.cpu_count() or 1, names=labels)

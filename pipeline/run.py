@@ -266,7 +266,7 @@ def execute(
 ) -> tuple[job.JobResult, dict]:
     """Compute every output in one graph on the client's cluster; return results and facts."""
     cluster = describe(client)
-    cfg.blocksize_for(0, 1, tightest_worker(client))  # memory too small: refused before work
+    cfg.largest_block_for(tightest_worker(client))  # memory too small: refused before work
     t = time.perf_counter()
     read, names = unpack_inputs(paths, f"{stage}/_input", cfg.storage_options)
     if names:

@@ -26,7 +26,7 @@ import pyarrow.ipc as ipc
 from pipeline.read import clean_meta
 from pipeline.schema import GENRE, TRACK_ID
 from pipeline.storage import StorageOptions, atomic_file, filesystem, is_local
-from pipeline.transforms import first_occurrences, sort_by_genre
+from pipeline.transforms import arrow_table, first_occurrences, sort_by_genre
 
 PIECES_META = pd.DataFrame(
     {
@@ -55,9 +55,7 @@ def scatter(
     block = partition_info["number"] if partition_info else 0
     path = f"{root}/{block:06d}.arrow"
     # duplicates within the block go here, in the sort's copy; the gather finds the others
-    table, runs = sort_by_genre(
-        pa.Table.from_pandas(clean, preserve_index=False, nthreads=1), first_only=True
-    )
+    table, runs = sort_by_genre(arrow_table(clean), first_only=True)
     pieces = []
     if runs:
         with atomic_file(path, storage_options) as (target, fs):

@@ -27,7 +27,7 @@ import pyarrow as pa
 from isal import igzip, isal_zlib
 
 from pipeline.config import MIB, InputError
-from pipeline.storage import StorageOptions, atomic_file, filesystem, open_input
+from pipeline.storage import StorageOptions, atomic_file, open_input
 
 # the first bytes of each format (zip: a local file header, or the end record of an empty zip)
 MAGIC = {
@@ -100,10 +100,12 @@ def unpack(packed: Packed, target: str, storage_options: StorageOptions | None =
     ``target``. A truncated or corrupt stream is an :class:`InputError` naming the file."""
     options = dict(storage_options or {})
     try:
-        with _stream(packed, options) as source, atomic_file(target, options) as (tmp, afs):
-            fs, _ = filesystem(target, options)
-            with open(tmp, "wb") if afs is None else fs.open(tmp, "wb") as sink:
-                shutil.copyfileobj(source, sink, CHUNK)
+        with (
+            _stream(packed, options) as source,
+            atomic_file(target, options) as (tmp, fs),
+            pa.OSFile(tmp, "wb") if fs is None else fs.open_output_stream(tmp) as sink,
+        ):
+            shutil.copyfileobj(source, sink, CHUNK)
     except _ERRORS as err:
         raise _corrupt(packed.name, packed.kind, err) from err
     return target
@@ -147,8 +149,7 @@ def unpack_inputs(
     options = dict(storage_options or {})
     packed = {p.name: p for p in packed_inputs(paths, options)}
     targets = {
-        name: f"{work}/{i:03d}-{os.path.basename(name).replace('/', '-')}.csv"
-        for i, name in enumerate(packed)
+        name: f"{work}/{i:03d}-{os.path.basename(name)}.csv" for i, name in enumerate(packed)
     }
     done = dask.compute(
         *[dask.delayed(unpack, pure=True)(p, targets[name], options) for name, p in packed.items()]
