@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import psutil
 import pytest
 
-from pipeline.cluster import connect, describe
+from pipeline.cluster import connect, describe, start_dashboard
 from pipeline.config import Config
 from pipeline.run import main
 
@@ -28,21 +30,46 @@ def family() -> set[int]:
     return {me.pid, *(p.pid for p in me.children(recursive=True))}
 
 
-@pytest.mark.parametrize("processes", [False, True])
-def test_cluster_listens_on_loopback_only(processes: bool) -> None:
+@pytest.mark.parametrize(("processes", "defer"), [(False, False), (True, False), (False, True)])
+def test_cluster_listens_on_loopback_only(processes: bool, defer: bool) -> None:
     cfg = Config(
         processes=processes,
         workers=2 if processes else 1,
         threads_per_worker=1,
         dashboard_address="127.0.0.1:0",
     )
-    with connect(cfg) as client:
+    with connect(cfg, defer_dashboard=defer) as client:
         assert client.submit(sum, [1, 2]).result() == 3
         addresses = listening(family())
         assert addresses and set(addresses) == {"127.0.0.1"}
         assert describe(client) == f"{2 if processes else 1} workers x 1 threads"
         assert client.dashboard_link.startswith("http://127.0.0.1:")
     assert listening(family()) == []  # everything closed
+
+
+def status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_deferred_dashboard_serves_its_pages_once_started(processes: bool) -> None:
+    cfg = Config(
+        processes=processes, workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0"
+    )
+    with connect(cfg, defer_dashboard=True) as client:
+        status_page = client.dashboard_link
+        worker = next(iter(client.scheduler_info()["workers"].values()))
+        worker_page = f"http://127.0.0.1:{worker['services']['dashboard']}/status"
+        assert status(status_page) == 404  # listening, no pages yet
+        assert status(worker_page) == (200 if processes else 404)  # processes: their own
+        start_dashboard(client)
+        start_dashboard(client)  # a second call changes nothing
+        assert status(status_page) == status(worker_page) == 200
+        assert client.submit(sum, [1, 2]).result() == 3
 
 
 def test_cluster_closed_when_the_body_raises() -> None:
