@@ -30,6 +30,10 @@ from pipeline.transforms import arrow_table, genre_groups
 
 # Dictionary-encode only the columns that repeat (ids and names are nearly unique): faster.
 _DICTIONARY = ["artists", "album_name", "explicit", "key", "mode", "time_signature"]
+# zstd level 1, chosen by measurement (2M rows, README Performance): 107 MB against 149 MB with
+# snappy (Polars' dataset: 96 MB), for 30% more CPU in the write (181 vs 139 ms per 250,000
+# rows); zstd 3: 100 MB for 51% more. Queries over it ran as fast as over snappy.
+_COMPRESSION = {"compression": "zstd", "compression_level": 1}
 WRITTEN_META = pd.DataFrame(
     {
         GENRE: pd.Series(dtype="object"),
@@ -64,7 +68,11 @@ def write_tracks(
         path = f"{root}/{GENRE}={quote(genre, safe='')}/part-{number:05d}.parquet"
         with atomic_file(path, storage_options) as (target, fs):
             pq.write_table(
-                of_genre.drop_columns([GENRE]), target, use_dictionary=_DICTIONARY, filesystem=fs
+                of_genre.drop_columns([GENRE]),
+                target,
+                use_dictionary=_DICTIONARY,
+                filesystem=fs,
+                **_COMPRESSION,
             )
         written.append((genre, path, of_genre.num_rows))
     return pd.DataFrame(written, columns=list(WRITTEN_META.columns)).astype(WRITTEN_META.dtypes)

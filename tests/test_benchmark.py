@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import dask
@@ -12,11 +13,12 @@ import pytest
 from conftest import assert_frames_match, reference, track_row, write_csv
 
 from pipeline import job
-from pipeline.benchmark import check, cli, report, results
-from pipeline.benchmark.engines import ENGINES, OPTIONAL, TOP, load, pandas_c
+from pipeline.benchmark import check, cli, queries, report, results
+from pipeline.benchmark.engines import ENGINES, OPTIONAL, TOP, WORKLOADS, load, pandas_c
 from pipeline.benchmark.runner import Study, input_file, run_study
 from pipeline.blocks import plan_input
 from pipeline.config import Config
+from pipeline.schema import GENRE
 
 ROWS, SEED = 3_000, 7  # 3 genres
 CLUSTERS = ("dask", "dask-limited")  # they start a distributed cluster: marked slow
@@ -48,7 +50,11 @@ def answer(fast_study: tuple[Study, list[dict]]) -> pd.DataFrame:
 
 
 def workloads(engine: str) -> list[str]:
-    return [w for w in ("summary", "full") if hasattr(load(ENGINES[engine]), w)]
+    """An engine's workloads in a study's order; read queries the dataset its full wrote."""
+    module = load(ENGINES[engine])
+    return [w for w in ("summary", "full") if hasattr(module, w)] + (
+        ["read"] if hasattr(module, "full") else []
+    )
 
 
 @pytest.mark.parametrize("engine", FAST)
@@ -67,15 +73,19 @@ def test_engine_equals_pandas_through_the_runner(
 @pytest.mark.slow
 def test_engine_dask_equals_pandas_and_times_its_cluster_apart(tmp_path: Path) -> None:
     runs = run_study(tiny_study(tmp_path, ("dask",)), echo=quiet)
-    assert [(r["workload"], r["status"]) for r in runs] == [("summary", "ok"), ("full", "ok")]
-    for run in runs:
+    assert [(r["workload"], r["status"]) for r in runs] == [
+        ("summary", "ok"),
+        ("full", "ok"),
+        ("read", "ok"),
+    ]
+    for run in runs[:2]:
         assert run["startup_s"] > 0 and run["shutdown_s"] >= 0
         assert run["wall_s"] > run["work_s"] + run["startup_s"]
 
 
 @pytest.mark.slow
 def test_engine_dask_limited_records_its_workers_memory(tmp_path: Path) -> None:
-    (run,) = run_study(tiny_study(tmp_path, ("dask-limited",)), echo=quiet)
+    (run,) = run_study(tiny_study(tmp_path, ("dask-limited",), workloads=("full",)), echo=quiet)
     assert (run["workload"], run["status"]) == ("full", "ok")
     assert run["worker_limit_mb"] == round(600 * 2**20 / 1e6, 1)
     assert 50 < run["worker_peak_mb"] < run["worker_limit_mb"] and run["spilled_mb"] >= 0
@@ -126,6 +136,39 @@ def test_check_compares_text_of_top_tracks(small_csv: Path) -> None:
     _, top = reference(small_csv)
     changed = top.assign(track_id=top["track_id"].where(top.index != 5, "x"))
     assert "track_id" in check.compare(changed, top)
+
+
+def test_read_workload_queries_each_engines_own_dataset(
+    fast_study: tuple[Study, list[dict]],
+) -> None:
+    pytest.importorskip("duckdb")
+    pytest.importorskip("polars")
+    study, runs = fast_study
+    csv_bytes = input_file(study.data_dir, ROWS, SEED, quiet).stat().st_size
+    sizes = {r["engine"]: r["bytes"] for r in runs if r["workload"] == "read"}
+    assert set(sizes) == {e for e in FAST if "full" in workloads(e)}
+    assert all(0 < size != csv_bytes for size in sizes.values())  # the dataset's bytes
+    assert not list(study.output.glob(".datasets-*"))  # written, queried, removed
+
+
+def test_read_queries_tell_a_wrong_dataset(small_csv: Path, tmp_path: Path) -> None:
+    pytest.importorskip("duckdb")
+    pytest.importorskip("polars")
+    pandas_c.full(str(small_csv), str(tmp_path / "good"), {})
+    good = tmp_path / "good" / "tracks"
+    want = queries.read(str(good), {})
+    every, one = want[0], want[1]
+    assert len(every) == 12 and one[GENRE].tolist() == [queries.first_genre(str(good))]
+    assert one["tracks"].iloc[0] == len(
+        pd.read_parquet(good, filters=[(GENRE, "==", one[GENRE].iloc[0]), ("popularity", ">=", 50)])
+    )
+    assert check.compare(queries.read(str(good), {}), want) is None
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad)
+    last = sorted(bad.iterdir())[-1]
+    for file in last.glob("*.parquet"):  # one genre's rows, one row fewer
+        pd.read_parquet(file).iloc[1:].to_parquet(file, index=False)
+    assert "tracks of" in check.compare(queries.read(str(bad), {}), want)
 
 
 def test_check_counts_parquet_rows_per_genre(small_csv: Path, tmp_path: Path) -> None:
@@ -232,7 +275,7 @@ def test_cli_parses_options_into_a_study(tmp_path: Path) -> None:
     assert study.workloads == ("full",) and (study.repeats, study.warmup) == (5, 0)
     assert study.output == tmp_path and study.data_dir == Path("d")
     everything = cli.study_of(cli.parser().parse_args(["--engines", "all"]))
-    assert everything.engines == tuple(ENGINES) and everything.workloads == ("summary", "full")
+    assert everything.engines == tuple(ENGINES) and everything.workloads == WORKLOADS
     default = cli.study_of(cli.parser().parse_args([]))
     assert default.rows == (114_000, 1_000_000) and (default.repeats, default.warmup) == (3, 1)
 

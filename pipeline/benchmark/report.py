@@ -23,6 +23,7 @@ HEADER = (
     "start/stop s",
     "CPU s",
     "peak MB",
+    "data MB",
     "rows/s",
     "MB/s",
     *(f"vs {b}" for b in BASELINES),
@@ -123,6 +124,7 @@ def table_row(s: Stats, medians: dict[str, float | None]) -> list[str]:
         f"{s.startup:.2f}/{s.shutdown or 0:.2f}" if s.startup is not None else "-",
         _num(s.cpu),
         _num(s.peak_mb, "{:,.0f}"),
+        f"{s.bytes / 1e6:,.0f}",
         _rate(s.rows / m) if m else "-",
         _num(s.bytes / 1e6 / m if m else None, "{:.0f}"),
         *speedups,
@@ -150,6 +152,8 @@ def markdown(stats: list[Stats], about: str = "") -> str:
         medians = {s.engine: s.median for s in group}
         runs = max(s.runs for s in group)
         size = f"{key[1]:,} rows ({group[0].bytes / 1e6:,.1f} MB)"
+        if key[0] == "read":  # each engine's own dataset: data MB says how large
+            size = f"the datasets the full workload wrote from {key[1]:,} rows"
         title = f"### {key[0]}, {size}, median of {runs} runs"
         lines = [title, "", _line(HEADER), _line(["---"] * len(HEADER))]
         lines += [_line(table_row(s, medians)) for s in group]
@@ -221,13 +225,13 @@ def plot(stats: list[Stats], path: Path, title: str = "") -> bool:
 def _series(
     ax: Any, stats: list[Stats], value: Callable[[Stats], float | None], label: str
 ) -> None:
-    """One line per (engine, workload): summary solid, full dashed."""
+    """One line per (engine, workload): summary solid, full dashed, read dotted."""
     colors = {e: f"C{i}" for i, e in enumerate(dict.fromkeys(s.engine for s in stats))}
     for key in dict.fromkeys((s.engine, s.workload) for s in stats):
         points = sorted((s.rows, value(s)) for s in stats if (s.engine, s.workload) == key)
         points = [(x, y) for x, y in points if y]
         if points:
-            style = "-" if key[1] == "summary" else "--"
+            style = {"summary": "-", "full": "--"}.get(key[1], ":")
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, style, color=colors[key[0]], marker="o", label=f"{key[0]} ({key[1]})")
     ax.set(xscale="log", yscale="log", xlabel="rows", ylabel=label)

@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 
 from pipeline.benchmark import check, engines, results
-from pipeline.benchmark.engines import CORE, ENGINES, REFERENCE, WORKLOADS
+from pipeline.benchmark.engines import CORE, ENGINES, QUERIES, REFERENCE, WORKLOADS
 from pipeline.generate import generate
 
 Echo = Callable[[str], None]
@@ -277,8 +277,31 @@ def group_runs(
                 yield name, repeat, run
 
 
+def datasets(study: Study, cases: Mapping[str, Case], root: Path, echo: Echo) -> dict[str, Case]:
+    """The ``read`` cases: each engine's ``full`` run once (not recorded) writes its dataset
+    under ``root``; an engine whose run fails is left out, with a note."""
+    out = {}
+    for name, case in cases.items():
+        scratch = root / name
+        scratch.mkdir()
+        run = measure(Case(name, case.module, "full", case.path, case.rows), scratch, study)
+        if run.status != "ok":
+            echo(f"note: engine {name} skipped for read: writing its dataset: {run.status}")
+            continue
+        out[name] = Case(name, QUERIES, "read", scratch / "out" / "tracks", case.rows)
+    return out
+
+
+def size_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file under a directory (a dataset)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 def run_study(study: Study, modules: Mapping[str, str] = ENGINES, echo: Echo = print) -> list:
-    """Run the study; append every counted run to ``results.csv``; return those rows."""
+    """Run the study; append every counted run to ``results.csv``; return those rows. Rows of
+    the read workload count the bytes of the dataset read, not of the CSV."""
     out = study.output / "results.csv"
     study.output.mkdir(parents=True, exist_ok=True)
     results.check_header(out)
@@ -286,16 +309,36 @@ def run_study(study: Study, modules: Mapping[str, str] = ENGINES, echo: Echo = p
     shared = results.environment()
     rows: list[dict[str, Any]] = []
     for workload in study.workloads:
-        names = [n for n in loaded if n in study.engines and hasattr(loaded[n], workload)]
+        needs = "full" if workload == "read" else workload
+        names = [n for n in loaded if n in study.engines and hasattr(loaded[n], needs)]
         for skipped in [n for n in loaded if n in study.engines and n not in names]:
             echo(f"note: engine {skipped} has no {workload} workload; skipped for it")
+        if workload == "read" and names and not _can_query(echo):
+            continue
         for size in study.rows if names else ():
             path = input_file(study.data_dir, size, study.seed, echo)
-            cases = {n: Case(n, modules[n], workload, path, size) for n in [REFERENCE, *names]}
-            for name, repeat, run in group_runs(study, cases, echo):
-                row = {"date": results.now(), **shared, "engine": name, "workload": workload}
-                row |= {"rows": size, "bytes": path.stat().st_size, "repeat": repeat}
-                row |= run.fields()
-                results.append(out, row)
-                rows.append(row)
+            cases = {n: Case(n, modules[n], needs, path, size) for n in [REFERENCE, *names]}
+            with tempfile.TemporaryDirectory(prefix=".datasets-", dir=study.output) as tmp:
+                if workload == "read":
+                    cases = datasets(study, cases, Path(tmp), echo)
+                if REFERENCE not in cases:
+                    echo(f"note: no {REFERENCE} answer for {workload} at {size:,} rows; skipped")
+                    continue
+                for name, repeat, run in group_runs(study, cases, echo):
+                    row = {"date": results.now(), **shared, "engine": name, "workload": workload}
+                    row |= {"rows": size, "bytes": size_bytes(cases[name].path), "repeat": repeat}
+                    row |= run.fields()
+                    results.append(out, row)
+                    rows.append(row)
     return rows
+
+
+def _can_query(echo: Echo) -> bool:
+    """Whether the read workload's query engines (DuckDB and Polars) are installed."""
+    try:
+        import duckdb  # noqa: F401
+        import polars  # noqa: F401
+    except ModuleNotFoundError as err:
+        echo(f"note: workload read skipped: {err.name} is not installed (the bench extra)")
+        return False
+    return True

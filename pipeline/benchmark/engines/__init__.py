@@ -14,6 +14,9 @@ the summary and top tracks of the validated, deduplicated rows, with those rows 
 Parquet partitioned by genre under ``out_dir/tracks``. An engine with fixed costs around its
 work (a cluster) records their seconds in ``phases`` as ``startup`` and ``shutdown``; the runner
 times everything else. Engines never time themselves otherwise and never check their answers.
+
+The ``read`` workload is not an engine's function: the same queries
+(:mod:`pipeline.benchmark.queries`) over the dataset each engine's ``full`` wrote.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ ENGINES: Mapping[str, str] = {
 }
 CORE: tuple[str, ...] = ("pandas", "pandas-pyarrow", "pool", "dask-threads", "dask")
 OPTIONAL: tuple[str, ...] = ("polars", "duckdb")  # the `bench` extra; skipped when absent
-WORKLOADS: tuple[str, ...] = ("summary", "full")
+WORKLOADS: tuple[str, ...] = ("summary", "full", "read")
+QUERIES = "pipeline.benchmark.queries"  # the read workload, over every engine's dataset
 REFERENCE = "pandas"  # every answer is checked against this engine's
 
 TOP = 10  # top tracks per genre, as `pipeline.run` by default
