@@ -13,7 +13,7 @@ import pytest
 from conftest import assert_frames_match, reference, track_row, write_csv
 
 from pipeline import job
-from pipeline.benchmark import check, cli, queries, report, results
+from pipeline.benchmark import check, cli, phases, queries, report, results
 from pipeline.benchmark.engines import ENGINES, OPTIONAL, TOP, WORKLOADS, load, pandas_c
 from pipeline.benchmark.runner import Study, input_file, run_study
 from pipeline.blocks import plan_input
@@ -351,3 +351,37 @@ def test_engine_full_rejects_and_deduplicates_like_the_pipeline(
     assert check.compare(top, want_top) is None
     assert check.compare_tracks(tmp_path / engine / "tracks", want_summary) is None
     assert (tmp_path / engine / "genre_summary.csv").is_file()
+
+
+def test_phases_sums_task_seconds_per_kind() -> None:
+    stream = [
+        {
+            "key": ("read-block-ab12", 0),
+            "startstops": [{"action": "compute", "start": 0, "stop": 2}],
+        },
+        {
+            "key": ("read-block-ab12", 1),
+            "startstops": [{"action": "compute", "start": 0, "stop": 1}],
+        },
+        {
+            "key": "share_out-cd34",
+            "startstops": [
+                {"action": "transfer", "start": 2, "stop": 3},
+                {"action": "compute", "start": 3, "stop": 4},
+            ],
+        },
+    ]
+    figures = phases._tasks({"threads": 2, "tasks": stream})
+    assert figures["per_kind"] == {"read-block": 3.0, "share_out": 1.0}
+    assert figures["busy"] == 4.0 / (4 * 2)
+    runs = [{"import": 1.0, "cluster_start": 0.1, "compute": 2.0, "write": 0.1, "rest": 0.2}]
+    text = phases.table([{**runs[0], **figures}])
+    assert "| whole process | 3.40 |" in text and "| read-block | 3.00 | 75% |" in text
+    assert text.endswith("threads busy with tasks: 50% of the task stream's span")
+
+
+@pytest.mark.slow
+def test_phases_of_a_real_run(small_csv: Path) -> None:
+    (run,) = phases.measure([str(small_csv), "--dashboard-address", "127.0.0.1:0"], 1)
+    assert run["import"] > 0 and run["compute"] > 0 and 0 < run["busy"] <= 1
+    assert {"read-block", "scatter", "gather", "write_tracks"} <= set(run["per_kind"])
