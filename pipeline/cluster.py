@@ -7,7 +7,7 @@ import ipaddress
 import json
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +19,7 @@ from distributed.comm import connect as comm_connect
 from distributed.comm import get_address_host, parse_address
 from distributed.security import Security
 from distributed.versions import VersionMismatchWarning, scheduler_relevant_packages
+from tornado import web
 
 from pipeline.config import Config, InputError, largest_block
 from pipeline.memory import peak_rss_mb
@@ -28,14 +29,10 @@ PACKAGE = "genre-pipeline"  # tasks call its functions: the workers need the sam
 
 
 @contextmanager
-def connect(cfg: Config, defer_dashboard: bool = False) -> Iterator[Client]:
+def connect(cfg: Config) -> Iterator[Client]:
     """Yield a client; close it (and the cluster, if we started it) on every path.
 
     An existing cluster (``cfg.scheduler``) is never shut down: only our client is closed.
-    ``defer_dashboard``: a local cluster's dashboard address listens from the start, but its
-    pages come with :func:`start_dashboard`, which ``pipeline.run`` calls once its work has
-    run for a second (Dask imports Bokeh for them: 0.3 s before the first task otherwise, and
-    about 0.4 s of CPU a run shorter than a second does not need).
     """
     if cfg.scheduler:
         with existing_client(cfg) as client:
@@ -51,7 +48,7 @@ def connect(cfg: Config, defer_dashboard: bool = False) -> Iterator[Client]:
         link = "http://127.0.0.1:{port}/status"
     with (
         dask.config.set({"distributed.dashboard.link": link}),
-        local_cluster(cfg, defer_dashboard) as cluster,
+        local_cluster(cfg) as cluster,
         Client(cluster) as client,
     ):
         yield client
@@ -60,15 +57,18 @@ def connect(cfg: Config, defer_dashboard: bool = False) -> Iterator[Client]:
 STARTS = 3  # attempts to start a local cluster whose worker processes die while starting
 
 
-def local_cluster(cfg: Config, defer_dashboard: bool = False) -> LocalCluster:
+def local_cluster(cfg: Config) -> LocalCluster:
     """A local cluster bound to 127.0.0.1; started again when a worker process dies while it
     starts (killed, or out of memory), which Dask reports as "Nanny failed to start".
-    ``defer_dashboard``: the dashboard's HTTP server listens, without its pages until
-    :func:`start_dashboard`."""
+
+    Its dashboard listens from the start and builds its pages on the first visit
+    (:func:`pages_on_first_visit`): Dask would import Bokeh for them before the first task
+    (0.3 s of a run's CPU, holding Python's lock), which a run nobody watches does not need.
+    """
     attempt = 1
     while True:
         try:
-            return LocalCluster(
+            cluster = LocalCluster(
                 n_workers=cfg.workers,
                 threads_per_worker=cfg.threads_per_worker,
                 processes=cfg.processes,
@@ -79,29 +79,70 @@ def local_cluster(cfg: Config, defer_dashboard: bool = False) -> LocalCluster:
                 silence_logs=logging.WARNING if cfg.verbose else logging.CRITICAL,
                 # threads talk in-process (no port at all); processes TCP on loopback
                 **({"host": "127.0.0.1"} if cfg.processes else {}),
-                **(_deferred_pages(cfg) if defer_dashboard else {}),
+                scheduler_kwargs={"dashboard": False},  # pages on the first visit
+                # threads: the same for the worker, which keeps its loopback address (without
+                # one its HTTP server would listen on every interface); processes import Bokeh
+                # in their own processes
+                **({} if cfg.processes else {"worker_class": PagelessWorker}),
             )
         except RuntimeError as err:
             if "failed to start" not in str(err) or attempt == STARTS:
                 raise
             attempt += 1
             log.warning("warning: a worker process died while the cluster started; starting again")
+            continue
+        pages_on_first_visit(cluster.scheduler, _scheduler_pages)
+        for worker in cluster.workers.values():
+            if isinstance(worker, Worker):  # a worker in a thread of ours
+                pages_on_first_visit(worker, _worker_pages)
+        return cluster
 
 
 class PagelessWorker(Worker):
-    """Dask's worker without its dashboard pages until :func:`start_dashboard` (LocalCluster
-    asks for them whenever it gives workers an address; the address stays: without one the
-    worker's HTTP server would listen on every interface)."""
+    """Dask's worker without its dashboard pages until they are first visited (LocalCluster
+    asks for them whenever it gives workers an address)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **{**kwargs, "dashboard": False})
 
 
-def _deferred_pages(cfg: Config) -> dict[str, Any]:
-    """LocalCluster arguments for a dashboard whose pages come later; worker processes import
-    Bokeh in their own processes, so only workers in threads of ours wait."""
-    threads = {} if cfg.processes else {"worker_class": PagelessWorker}
-    return {"scheduler_kwargs": {"dashboard": False}, **threads}
+class _FirstVisit(web.RequestHandler):
+    """Any page not served yet: build the dashboard's pages, then send the browser back."""
+
+    def initialize(self, node: Any, lazy: web.Application, build: Callable[[Any], None]) -> None:
+        self.node, self.lazy, self.build = node, lazy, build
+
+    def get(self, *args: Any) -> None:
+        apps = self.node.http_application.applications
+        if self.lazy in apps:
+            apps.remove(self.lazy)
+            self.build(self.node)  # on the node's event loop, as Dask builds them
+        self.redirect(self.request.uri)
+
+
+def pages_on_first_visit(node: Any, build: Callable[[Any], None]) -> None:
+    """Have a scheduler's or worker's HTTP server build its dashboard pages (``build``) when a
+    page it does not serve is first asked for (Dask's own routes, /health and /metrics, are
+    served at once)."""
+    if node.http_server is None:
+        return
+    lazy = web.Application()
+    lazy.add_handlers(".*", [(r"/.*", _FirstVisit, {"node": node, "lazy": lazy, "build": build})])
+    node.http_application.add_application(lazy)
+
+
+def _scheduler_pages(scheduler: Any) -> None:
+    """What ``Scheduler.__init__`` does with its dashboard on (its default prefix)."""
+    from distributed.dashboard.scheduler import connect
+
+    connect(scheduler.http_application, scheduler.http_server, scheduler, prefix="/")
+
+
+def _worker_pages(worker: Any) -> None:
+    """What ``Worker.start_unsafe`` does with its dashboard on."""
+    from distributed.dashboard.worker import connect
+
+    connect(worker.http_application, worker.http_server, worker, prefix=worker._http_prefix)
 
 
 def scheduler_address(address: str | None, scheduler_file: str | None) -> str | None:
@@ -224,39 +265,6 @@ def unencrypted_remote(address: str) -> bool:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:  # a host name
         return host != "localhost"
-
-
-def start_dashboard(client: Client) -> None:
-    """Serve the dashboard's pages on a local cluster started with ``defer_dashboard``, as
-    Dask's scheduler and workers do when they start (Bokeh is imported here, in the calling
-    thread, not on the scheduler's event loop); nothing for an existing cluster or when they
-    are served already."""
-    cluster = client.cluster
-    if cluster is None or cluster.scheduler is None or cluster.scheduler.http_server is None:
-        return
-    try:
-        import distributed.dashboard.scheduler  # noqa: F401  (Bokeh: the dashboard's pages)
-    except ImportError:  # Bokeh not installed: Dask's page says how to get it
-        return
-    client.run_on_scheduler(_serve_scheduler_pages)
-    client.run(_serve_worker_pages)
-
-
-def _serve_scheduler_pages(dask_scheduler) -> None:
-    """As ``Scheduler.__init__`` does (its default prefix), unless done; runs on its loop."""
-    if dask_scheduler.http_server is not None and not dask_scheduler.http_application.applications:
-        from distributed.dashboard.scheduler import connect
-
-        connect(dask_scheduler.http_application, dask_scheduler.http_server, dask_scheduler, "/")
-
-
-def _serve_worker_pages(dask_worker) -> None:
-    """As ``Worker.start_unsafe`` does, unless done; runs on the worker's loop."""
-    if dask_worker.http_server is not None and not dask_worker.http_application.applications:
-        from distributed.dashboard.worker import connect
-
-        app, server = dask_worker.http_application, dask_worker.http_server
-        connect(app, server, dask_worker, prefix=dask_worker._http_prefix)
 
 
 def describe(client: Client) -> str:

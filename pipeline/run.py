@@ -30,7 +30,6 @@ from pipeline.cluster import (
     connect,
     describe,
     scheduler_address,
-    start_dashboard,
     tightest_worker,
     unencrypted_remote,
     worker_memory,
@@ -377,8 +376,7 @@ def _compute(client: Client, collections: list, progress: bool) -> list:
         try:
             wait(futures, timeout=1)
             break
-        except TimeoutError:  # every second: a run this long gets its dashboard's pages
-            start_dashboard(client)
+        except TimeoutError:
             paused_since = _check_paused(client, paused_since)
     results = client.gather(futures)
     if progress:
@@ -439,7 +437,7 @@ def run(cfg: Config, given_input: bool) -> dict:
         stage = publish.staging_dir(cfg.output, cfg.storage_options)
         try:
             t = time.perf_counter()
-            with connect(cfg, defer_dashboard=True) as client:
+            with connect(cfg) as client:
                 seconds["cluster_start"] = time.perf_counter() - t
                 result, facts = execute(cfg, client, stage, paths, seconds)
                 manifest = seal(cfg, result, facts, stage, seconds, started, t0)
@@ -493,7 +491,6 @@ def seal(
 
 def keep_alive(client: Client) -> None:
     """--keep-alive: leave the cluster and its dashboard up until Ctrl-C (or SIGTERM)."""
-    start_dashboard(client)  # a run shorter than a second has not served its pages yet
     log.info(
         "keep-alive the cluster and dashboard %s stay up; Ctrl-C to stop", client.dashboard_link
     )

@@ -11,7 +11,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from pipeline.cluster import connect, describe, start_dashboard
+from pipeline.cluster import connect, describe
 from pipeline.config import Config
 from pipeline.run import main
 
@@ -30,15 +30,15 @@ def family() -> set[int]:
     return {me.pid, *(p.pid for p in me.children(recursive=True))}
 
 
-@pytest.mark.parametrize(("processes", "defer"), [(False, False), (True, False), (False, True)])
-def test_cluster_listens_on_loopback_only(processes: bool, defer: bool) -> None:
+@pytest.mark.parametrize("processes", [False, True])
+def test_cluster_listens_on_loopback_only(processes: bool) -> None:
     cfg = Config(
         processes=processes,
         workers=2 if processes else 1,
         threads_per_worker=1,
         dashboard_address="127.0.0.1:0",
     )
-    with connect(cfg, defer_dashboard=defer) as client:
+    with connect(cfg) as client:
         assert client.submit(sum, [1, 2]).result() == 3
         addresses = listening(family())
         assert addresses and set(addresses) == {"127.0.0.1"}
@@ -55,21 +55,31 @@ def status(url: str) -> int:
         return err.code
 
 
+def built(node) -> bool:
+    """Whether a scheduler's or worker's dashboard pages (a Bokeh application) are built."""
+    return any("Bokeh" in type(app).__name__ for app in node.http_application.applications)
+
+
 @pytest.mark.parametrize("processes", [False, True])
-def test_deferred_dashboard_serves_its_pages_once_started(processes: bool) -> None:
+def test_dashboard_builds_its_pages_on_the_first_visit(processes: bool) -> None:
     cfg = Config(
         processes=processes, workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0"
     )
-    with connect(cfg, defer_dashboard=True) as client:
-        status_page = client.dashboard_link
-        worker = next(iter(client.scheduler_info()["workers"].values()))
-        worker_page = f"http://127.0.0.1:{worker['services']['dashboard']}/status"
-        assert status(status_page) == 404  # listening, no pages yet
-        assert status(worker_page) == (200 if processes else 404)  # processes: their own
-        start_dashboard(client)
-        start_dashboard(client)  # a second call changes nothing
-        assert status(status_page) == status(worker_page) == 200
+    with connect(cfg) as client:
+        scheduler = client.cluster.scheduler
+        base = client.dashboard_link.removesuffix("/status")
         assert client.submit(sum, [1, 2]).result() == 3
+        assert status(base + "/health") == 200 and not built(scheduler)  # Dask's own routes
+        assert status(base + "/status") == 200 and built(scheduler)  # built, then redirected
+        assert status(base + "/individual-task-stream") == 200
+        assert status(base + "/no-such-page") == 404
+        worker = next(iter(client.scheduler_info()["workers"].values()))
+        page = f"http://127.0.0.1:{worker['services']['dashboard']}/status"
+        if not processes:  # a worker of ours (threads): the same, its own pages
+            (ours,) = client.cluster.workers.values()
+            assert not built(ours)
+            assert status(page) == 200 and built(ours)
+        assert status(page) == 200
 
 
 def test_cluster_closed_when_the_body_raises() -> None:

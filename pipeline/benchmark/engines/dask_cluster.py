@@ -1,8 +1,8 @@
 """Dask exactly as ``python -m pipeline.run`` runs by default: a local distributed cluster.
 
 The cluster's start and stop are fixed costs, reported apart from the work as the phases
-``startup`` and ``shutdown``. The dashboard starts too (as in a real run: its pages once the
-work has run for a second), on a free loopback port so that runs never collide on 8787.
+``startup`` and ``shutdown``. The dashboard starts too (as in a real run: its pages on the
+first visit), on a free loopback port so that runs never collide on 8787.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:
     ``transforms.genre_summary``."""
     cli = _cli()
     cfg = cli.make_config(cli.parse_args([path, "--dashboard-address", DASHBOARD]))
-    with timed_session(connect(cfg, defer_dashboard=True), phases) as client:
+    with timed_session(connect(cfg), phases) as client:
         plan = plan_input(expand_input(path), cfg, sum(client.nthreads().values()))
         clean = read_tracks(plan, SUMMARY_INPUT).clean
         return cli._compute(client, [genre_summary(clean)], progress=False)[0]
@@ -58,8 +58,8 @@ def run_cli(
     """
     cli = _cli()
 
-    def timed_connect(cfg: Config, defer_dashboard: bool = False):
-        return timed_session(connect(cfg, defer_dashboard), phases)
+    def timed_connect(cfg: Config):
+        return timed_session(connect(cfg), phases)
 
     errors = StringIO()
     with mock.patch.object(cli, "connect", timed_connect), redirect_stderr(errors):
