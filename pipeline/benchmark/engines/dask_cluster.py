@@ -40,7 +40,7 @@ def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:
     with timed_session(connect(cfg), phases) as client:
         plan = plan_input(expand_input(path), cfg, sum(client.nthreads().values()))
         clean = read_tracks(plan, SUMMARY_INPUT).clean
-        return cli._compute(client, [genre_summary(clean)], progress=False)[0]
+        return client.compute(genre_summary(clean)).result()
 
 
 def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
