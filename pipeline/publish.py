@@ -63,11 +63,11 @@ def write_tracks(
     number = partition_info["number"] if partition_info else 0
     # plain Arrow types, no pandas metadata: each reader gets its own default types back
     table = arrow_table(rows).replace_schema_metadata(None)
+    dictionary = [c for c in table.column_names if c not in (GENRE, *_PLAIN)]
     written = []
     for genre, of_genre in genre_groups(table):
         path = f"{root}/{GENRE}={quote(genre, safe='')}/part-{number:05d}.parquet"
         data = of_genre.drop_columns([GENRE])
-        dictionary = [c for c in data.column_names if c not in _PLAIN]
         with atomic_file(path, storage_options) as (target, fs):
             pq.write_table(data, target, use_dictionary=dictionary, filesystem=fs, **_COMPRESSION)
         written.append((genre, path, of_genre.num_rows))

@@ -324,9 +324,10 @@ def run_study(study: Study, modules: Mapping[str, str] = ENGINES, echo: Echo = p
                 if REFERENCE not in cases:
                     echo(f"note: no {REFERENCE} answer for {workload} at {size:,} rows; skipped")
                     continue
+                sizes = {n: size_bytes(c.path) for n, c in cases.items()}
                 for name, repeat, run in group_runs(study, cases, echo):
                     row = {"date": results.now(), **shared, "engine": name, "workload": workload}
-                    row |= {"rows": size, "bytes": size_bytes(cases[name].path), "repeat": repeat}
+                    row |= {"rows": size, "bytes": sizes[name], "repeat": repeat}
                     row |= run.fields()
                     results.append(out, row)
                     rows.append(row)
