@@ -68,23 +68,26 @@ def local_cluster(cfg: Config) -> LocalCluster:
     attempt = 1
     while True:
         try:
-            cluster = LocalCluster(
-                n_workers=cfg.workers,
-                threads_per_worker=cfg.threads_per_worker,
-                processes=cfg.processes,
-                memory_limit=cfg.memory_limit,
-                dashboard_address=cfg.dashboard_address,
-                worker_dashboard_address="127.0.0.1:0",  # Dask's default is every interface
-                # a lost worker is reported by the run in one line; Dask's logs with -v only
-                silence_logs=logging.WARNING if cfg.verbose else logging.CRITICAL,
-                # threads talk in-process (no port at all); processes TCP on loopback
-                **({"host": "127.0.0.1"} if cfg.processes else {}),
-                scheduler_kwargs={"dashboard": False},  # pages on the first visit
-                # threads: the same for the worker, which keeps its loopback address (without
-                # one its HTTP server would listen on every interface); processes import Bokeh
-                # in their own processes
-                **({} if cfg.processes else {"worker_class": PagelessWorker}),
-            )
+            # one block per thread at a time: Dask would hand a worker a third block to parse
+            # before the first one is sorted, and hold all three (memory; README, Design)
+            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+                cluster = LocalCluster(
+                    n_workers=cfg.workers,
+                    threads_per_worker=cfg.threads_per_worker,
+                    processes=cfg.processes,
+                    memory_limit=cfg.memory_limit,
+                    dashboard_address=cfg.dashboard_address,
+                    worker_dashboard_address="127.0.0.1:0",  # Dask's default is every interface
+                    # a lost worker is reported by the run in one line; Dask's logs with -v only
+                    silence_logs=logging.WARNING if cfg.verbose else logging.CRITICAL,
+                    # threads talk in-process (no port at all); processes TCP on loopback
+                    **({"host": "127.0.0.1"} if cfg.processes else {}),
+                    scheduler_kwargs={"dashboard": False},  # pages on the first visit
+                    # threads: the same for the worker, which keeps its loopback address (without
+                    # one its HTTP server would listen on every interface); processes import Bokeh
+                    # in their own processes
+                    **({} if cfg.processes else {"worker_class": PagelessWorker}),
+                )
         except RuntimeError as err:
             if "failed to start" not in str(err) or attempt == STARTS:
                 raise

@@ -317,16 +317,20 @@ def _numbers(text: pd.Series, kind: str) -> pd.Series:
 # -- rows by genre ------------------------------------------------------------------------------
 
 
-def sort_by_genre(
-    table: pa.Table, first_only: bool = False
-) -> tuple[pa.Table, list[tuple[str, int, int, int]]]:
-    """An Arrow table of clean rows with each genre's rows together (the table itself when they
-    are together already, as in gathered rows), and the genres' runs in sorted order of genre
-    as (genre, start, rows, dropped). Rows keep their order within a genre. ``first_only``:
-    without the rows that repeat a (track_id, genre) pair of the table (``dropped`` of them per
-    genre), in the same copy."""
+Run = tuple[str, int, int, int]  # genre, start, rows, dropped
+
+
+def genre_parts(
+    table: pa.Table, first_only: bool = False, part_rows: int | None = None
+) -> Iterator[tuple[pa.Table, list[Run]]]:
+    """An Arrow table of clean rows in parts of whole genres, each genre's rows together in one
+    part, with the genres' runs in the part as (genre, start, rows, dropped), sorted by genre.
+    Rows keep their order within a genre. A part is a copy of about ``part_rows`` rows (all
+    rows in one copy by default), or a slice of ``table`` when its genres are together already,
+    as in gathered rows. ``first_only``: without the rows that repeat a (track_id, genre) pair
+    of the table (``dropped`` of them per genre)."""
     if not table.num_rows:
-        return table, []
+        return
     genres = pc.dictionary_encode(table[GENRE]).combine_chunks()
     codes = genres.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     names = genres.dictionary.to_pylist()
@@ -335,15 +339,36 @@ def sort_by_genre(
     if first_only:
         ids = pc.dictionary_encode(table[TRACK_ID]).combine_chunks().indices.to_numpy()
         rows = rows[~pd.Index(codes * (int(ids.max()) + 1) + ids).duplicated(keep="first")]
+    order = None
     if len(rows) < len(codes) or np.count_nonzero(np.diff(codes)) + 1 != len(names):
-        order = rows[np.argsort(codes[rows], kind="stable")]  # one copy: genre by genre
-        table, codes = table.take(order), codes[order]
+        order = rows[np.argsort(codes[rows], kind="stable")]  # genre by genre
+        codes = codes[order]
     bounds = [0, *(np.flatnonzero(np.diff(codes)) + 1).tolist(), len(codes)]
-    runs = (
-        (names[codes[a]], a, b - a, int(every[codes[a]]) - (b - a))
-        for a, b in itertools.pairwise(bounds)
-    )
-    return table, sorted(runs)
+    runs = list(itertools.pairwise(bounds))
+    limit, i = part_rows or len(codes), 0
+    while i < len(runs):
+        first, j = runs[i][0], i + 1
+        while j < len(runs) and runs[j][1] - first <= limit:
+            j += 1
+        end = runs[j - 1][1]
+        if order is not None:
+            part = table.take(order[first:end])
+        else:
+            part = table if end - first == table.num_rows else table.slice(first, end - first)
+        yield (
+            part,
+            sorted(
+                (names[codes[a]], a - first, b - a, int(every[codes[a]]) - (b - a))
+                for a, b in runs[i:j]
+            ),
+        )
+        i = j
+
+
+def sort_by_genre(table: pa.Table, first_only: bool = False) -> tuple[pa.Table, list[Run]]:
+    """The table with each genre's rows together, and the genres' runs (see
+    :func:`genre_parts`), in one copy."""
+    return next(genre_parts(table, first_only), (table, []))
 
 
 def genre_groups(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:

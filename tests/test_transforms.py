@@ -15,6 +15,7 @@ from pipeline.transforms import (
     drop_duplicate_tracks,
     first_occurrences,
     genre_groups,
+    genre_parts,
     genre_summary,
     invalid_reasons,
     sort_by_genre,
@@ -173,6 +174,21 @@ def test_sort_by_genre_keeps_row_order_within_each_genre(interleaved: bool) -> N
         ("pop", 2, 0),
         ("rock", 3, 0),
     ]
+
+
+@pytest.mark.parametrize("part_rows", [1, 3, 4, 100])
+def test_genre_parts_hold_whole_genres_and_the_rows_of_one_sort(part_rows: int) -> None:
+    df = tiny().iloc[[0, 4, 1, 7, 2, 5, 3, 8, 6]]
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    whole, runs = sort_by_genre(table, first_only=True)
+    want = {g: whole.slice(start, n) for g, start, n, _ in runs}
+    got = {}
+    for part, part_runs in genre_parts(table, first_only=True, part_rows=part_rows):
+        assert part.num_rows == sum(n for _, _, n, _ in part_runs)
+        assert part.num_rows <= part_rows or len(part_runs) == 1  # one genre may exceed it
+        got |= {g: part.slice(start, n) for g, start, n, _ in part_runs}
+    assert list(got) != [] and sorted(got) == sorted(want)
+    assert all(got[g].equals(want[g]) for g in want)
 
 
 def test_all_valid_gate_agrees_with_invalid_reasons() -> None:
