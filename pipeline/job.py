@@ -33,7 +33,7 @@ class Job:
     summary: dd.DataFrame
     top: dd.DataFrame
     rejected: dd.DataFrame
-    pieces: dd.DataFrame  # rows per genre and block in the scratch files, and those dropped
+    pieces: dd.DataFrame  # rows per genre and block in the scratch files
     written: dd.DataFrame  # rows per Parquet file written
 
     def collections(self) -> list[dd.DataFrame]:
@@ -66,7 +66,7 @@ def build(plan: Plan, top: int, work: str, storage_options: StorageOptions | Non
 def collect(computed: list[pd.DataFrame]) -> JobResult:
     """The computed :meth:`Job.collections` as a :class:`JobResult`."""
     summary, top, rejected, pieces, written = computed
-    clean = int(pieces["rows"].sum() + pieces["dropped"].sum())
+    clean = int(pieces["rows"].sum())
     kept = int(written["rows"].sum())
     return JobResult(
         summary=summary,

@@ -317,31 +317,25 @@ def _numbers(text: pd.Series, kind: str) -> pd.Series:
 # -- rows by genre ------------------------------------------------------------------------------
 
 
-Run = tuple[str, int, int, int]  # genre, start, rows, dropped
+Run = tuple[str, int, int]  # genre, start, rows
 
 
 def genre_parts(
-    table: pa.Table, first_only: bool = False, part_rows: int | None = None
+    table: pa.Table, part_rows: int | None = None
 ) -> Iterator[tuple[pa.Table, list[Run]]]:
     """An Arrow table of clean rows in parts of whole genres, each genre's rows together in one
-    part, with the genres' runs in the part as (genre, start, rows, dropped), sorted by genre.
-    Rows keep their order within a genre. A part is a copy of about ``part_rows`` rows (all
-    rows in one copy by default), or a slice of ``table`` when its genres are together already,
-    as in gathered rows. ``first_only``: without the rows that repeat a (track_id, genre) pair
-    of the table (``dropped`` of them per genre)."""
+    part, with the genres' runs in the part as (genre, start, rows), sorted by genre. Rows keep
+    their order within a genre. A part is a copy of about ``part_rows`` rows (all rows in one
+    copy by default), or a slice of ``table`` when its genres are together already, as in
+    gathered rows."""
     if not table.num_rows:
         return
     genres = pc.dictionary_encode(table[GENRE]).combine_chunks()
     codes = genres.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     names = genres.dictionary.to_pylist()
-    every = np.bincount(codes, minlength=len(names))
-    rows = np.arange(len(codes))
-    if first_only:
-        ids = pc.dictionary_encode(table[TRACK_ID]).combine_chunks().indices.to_numpy()
-        rows = rows[~pd.Index(codes * (int(ids.max()) + 1) + ids).duplicated(keep="first")]
     order = None
-    if len(rows) < len(codes) or np.count_nonzero(np.diff(codes)) + 1 != len(names):
-        order = rows[np.argsort(codes[rows], kind="stable")]  # genre by genre
+    if np.count_nonzero(np.diff(codes)) + 1 != len(names):
+        order = np.argsort(codes, kind="stable")  # genre by genre
         codes = codes[order]
     bounds = [0, *(np.flatnonzero(np.diff(codes)) + 1).tolist(), len(codes)]
     runs = list(itertools.pairwise(bounds))
@@ -355,25 +349,19 @@ def genre_parts(
             part = table.take(order[first:end])
         else:
             part = table if end - first == table.num_rows else table.slice(first, end - first)
-        yield (
-            part,
-            sorted(
-                (names[codes[a]], a - first, b - a, int(every[codes[a]]) - (b - a))
-                for a, b in runs[i:j]
-            ),
-        )
+        yield part, sorted((names[codes[a]], a - first, b - a) for a, b in runs[i:j])
         i = j
 
 
-def sort_by_genre(table: pa.Table, first_only: bool = False) -> tuple[pa.Table, list[Run]]:
+def sort_by_genre(table: pa.Table) -> tuple[pa.Table, list[Run]]:
     """The table with each genre's rows together, and the genres' runs (see
     :func:`genre_parts`), in one copy."""
-    return next(genre_parts(table, first_only), (table, []))
+    return next(genre_parts(table), (table, []))
 
 
 def genre_groups(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
     """The rows of each genre of an Arrow table of clean rows, genre by genre in sorted order
     (see :func:`sort_by_genre`)."""
     table, runs = sort_by_genre(table)
-    for genre, start, rows, _ in runs:
+    for genre, start, rows in runs:
         yield genre, table.slice(start, rows)

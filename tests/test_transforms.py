@@ -160,33 +160,26 @@ def test_sort_by_genre_keeps_row_order_within_each_genre(interleaved: bool) -> N
     table = pa.Table.from_pandas(df, preserve_index=False)
     ordered, runs = sort_by_genre(table)
     assert [genre for genre, *_ in runs] == ["jazz", "pop", "rock"]
-    for genre, start, rows, dropped in runs:
+    for genre, start, rows in runs:
         want = df[df["track_genre"] == genre]["track_id"].tolist()
-        assert dropped == 0
         assert ordered.slice(start, rows)["track_id"].to_pylist() == want
     assert (ordered is table) is not interleaved  # rows of a genre together: no copy
     groups = dict(genre_groups(table))
     assert sum(t.num_rows for t in groups.values()) == len(df)
     assert list(sort_by_genre(table.slice(0, 0))[1]) == []
-    _, firsts = sort_by_genre(table, first_only=True)  # (a, jazz) repeats once
-    assert [(g, n, dropped) for g, _, n, dropped in firsts] == [
-        ("jazz", 3, 1),
-        ("pop", 2, 0),
-        ("rock", 3, 0),
-    ]
 
 
 @pytest.mark.parametrize("part_rows", [1, 3, 4, 100])
 def test_genre_parts_hold_whole_genres_and_the_rows_of_one_sort(part_rows: int) -> None:
     df = tiny().iloc[[0, 4, 1, 7, 2, 5, 3, 8, 6]]
     table = pa.Table.from_pandas(df, preserve_index=False)
-    whole, runs = sort_by_genre(table, first_only=True)
-    want = {g: whole.slice(start, n) for g, start, n, _ in runs}
+    whole, runs = sort_by_genre(table)
+    want = {g: whole.slice(start, n) for g, start, n in runs}
     got = {}
-    for part, part_runs in genre_parts(table, first_only=True, part_rows=part_rows):
-        assert part.num_rows == sum(n for _, _, n, _ in part_runs)
+    for part, part_runs in genre_parts(table, part_rows=part_rows):
+        assert part.num_rows == sum(n for _, _, n in part_runs)
         assert part.num_rows <= part_rows or len(part_runs) == 1  # one genre may exceed it
-        got |= {g: part.slice(start, n) for g, start, n, _ in part_runs}
+        got |= {g: part.slice(start, n) for g, start, n in part_runs}
     assert list(got) != [] and sorted(got) == sorted(want)
     assert all(got[g].equals(want[g]) for g in want)
 
