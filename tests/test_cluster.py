@@ -44,6 +44,8 @@ def test_cluster_listens_on_loopback_only(processes: bool) -> None:
         assert addresses and set(addresses) == {"127.0.0.1"}
         assert describe(client) == f"{2 if processes else 1} workers x 1 threads"
         assert client.dashboard_link.startswith("http://127.0.0.1:")
+        # one block per thread at a time (memory: README, Defaults)
+        assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.WORKER_SATURATION) == 1
     assert listening(family()) == []  # everything closed
 
 
