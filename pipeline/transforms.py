@@ -353,15 +353,9 @@ def genre_parts(
         i = j
 
 
-def sort_by_genre(table: pa.Table) -> tuple[pa.Table, list[Run]]:
-    """The table with each genre's rows together, and the genres' runs (see
-    :func:`genre_parts`), in one copy."""
-    return next(genre_parts(table), (table, []))
-
-
 def genre_groups(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
     """The rows of each genre of an Arrow table of clean rows, genre by genre in sorted order
-    (see :func:`sort_by_genre`)."""
-    table, runs = sort_by_genre(table)
-    for genre, start, rows in runs:
-        yield genre, table.slice(start, rows)
+    (one part: see :func:`genre_parts`)."""
+    for part, runs in genre_parts(table):
+        for genre, start, rows in runs:
+            yield genre, part.slice(start, rows)

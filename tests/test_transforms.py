@@ -18,7 +18,6 @@ from pipeline.transforms import (
     genre_parts,
     genre_summary,
     invalid_reasons,
-    sort_by_genre,
     top_tracks,
     typed_values,
 )
@@ -155,10 +154,10 @@ def test_first_occurrences_marks_the_first_of_each_value() -> None:
 
 
 @pytest.mark.parametrize("interleaved", [True, False])
-def test_sort_by_genre_keeps_row_order_within_each_genre(interleaved: bool) -> None:
+def test_genre_parts_keep_row_order_within_each_genre(interleaved: bool) -> None:
     df = tiny().iloc[[0, 4, 1, 7, 2, 5, 3, 8, 6] if interleaved else slice(None)]
     table = pa.Table.from_pandas(df, preserve_index=False)
-    ordered, runs = sort_by_genre(table)
+    ordered, runs = next(genre_parts(table))  # one part by default
     assert [genre for genre, *_ in runs] == ["jazz", "pop", "rock"]
     for genre, start, rows in runs:
         want = df[df["track_genre"] == genre]["track_id"].tolist()
@@ -166,14 +165,14 @@ def test_sort_by_genre_keeps_row_order_within_each_genre(interleaved: bool) -> N
     assert (ordered is table) is not interleaved  # rows of a genre together: no copy
     groups = dict(genre_groups(table))
     assert sum(t.num_rows for t in groups.values()) == len(df)
-    assert list(sort_by_genre(table.slice(0, 0))[1]) == []
+    assert list(genre_parts(table.slice(0, 0))) == []
 
 
 @pytest.mark.parametrize("part_rows", [1, 3, 4, 100])
 def test_genre_parts_hold_whole_genres_and_the_rows_of_one_sort(part_rows: int) -> None:
     df = tiny().iloc[[0, 4, 1, 7, 2, 5, 3, 8, 6]]
     table = pa.Table.from_pandas(df, preserve_index=False)
-    whole, runs = sort_by_genre(table)
+    whole, runs = next(genre_parts(table))
     want = {g: whole.slice(start, n) for g, start, n in runs}
     got = {}
     for part, part_runs in genre_parts(table, part_rows=part_rows):

@@ -29,6 +29,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from dask.utils import key_split
+
 
 def one_run(argv: list[str]) -> dict[str, Any]:
     """Run ``pipeline.run`` in this process, recording the task stream; return the figures."""
@@ -67,8 +69,7 @@ def _tasks(figures: dict[str, Any]) -> dict[str, Any]:
         for step in task["startstops"]:
             spans += [step["start"], step["stop"]]
             if step["action"] == "compute":
-                key = task["key"][0] if isinstance(task["key"], tuple) else task["key"]
-                per_kind[key.rsplit("-", 1)[0]] += step["stop"] - step["start"]
+                per_kind[key_split(task["key"])] += step["stop"] - step["start"]
     span = max(spans) - min(spans) if spans else 0.0
     figures["per_kind"] = dict(per_kind)
     figures["busy"] = sum(per_kind.values()) / (span * figures["threads"]) if span else 0.0
