@@ -10,10 +10,14 @@ recorded, and prints medians of:
   cluster, exiting);
 - per kind of task (Dask's key prefix: ``read-block``, ``scatter``, ``gather``,
   ``write_tracks``...): its summed seconds in the threads that ran it, and its share;
-- how busy the threads were: the tasks' summed seconds over (the task stream's span x threads).
+- how busy the threads were: the tasks' summed seconds over (the task stream's span x threads);
+- CPU per thread, from the process's start to the last result: the main thread (Python's
+  start, the imports, the graph), Dask's task threads, the cluster's event loop (the
+  scheduler's and the worker's, in this process), the others (Arrow's, Dask's offload
+  thread...), and the cores they kept busy on average.
 
 A thread's task seconds include waiting for Python's global lock between Arrow calls, so the
-last line is an upper bound of the work done.
+busy line is an upper bound of the work done; the CPU lines are what the threads used.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ def one_run(argv: list[str]) -> dict[str, Any]:
             out = compute(client, collections, progress)
         figures["threads"] = sum(client.nthreads().values())
         figures["tasks"] = stream.data
+        figures["cpu"] = thread_cpu()  # before the cluster stops its threads
+        figures["until_results"] = time.time() - started
         return out
 
     cli._compute = recorded
@@ -74,6 +80,25 @@ def _tasks(figures: dict[str, Any]) -> dict[str, Any]:
     figures["per_kind"] = dict(per_kind)
     figures["busy"] = sum(per_kind.values()) / (span * figures["threads"]) if span else 0.0
     return figures
+
+
+ROLES = {"MainThread": "main", "IO loop": "event loop"}
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user and system) of this process's threads so far, summed by role:
+    ``main``, ``tasks`` (Dask's task threads), ``event loop``, ``other``."""
+    import threading
+
+    import psutil
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    cpu: dict[str, float] = defaultdict(float)
+    for t in psutil.Process().threads():
+        name = names.get(t.id, "")
+        role = "tasks" if "Dask-Default-Threads" in name else ROLES.get(name, "other")
+        cpu[role] += t.user_time + t.system_time
+    return dict(cpu)
 
 
 def measure(argv: list[str], repeats: int) -> list[dict[str, Any]]:
@@ -105,7 +130,12 @@ def table(runs: list[dict[str, Any]]) -> str:
         if secs / every >= 0.005:
             lines.append(f"| {kind} | {secs:.2f} | {secs / every:.0%} |")
     busy = median([r["busy"] for r in runs])
-    lines += ["", f"threads busy with tasks: {busy:.0%} of the task stream's span"]
+    lines += ["", f"threads busy with tasks: {busy:.0%} of the task stream's span", ""]
+    lines += ["| thread, from the start to the last result | CPU seconds |", "| --- | --- |"]
+    for role in ("main", "tasks", "event loop", "other"):
+        lines.append(f"| {role} | {median([r['cpu'].get(role, 0.0) for r in runs]):.2f} |")
+    cores = median([sum(r["cpu"].values()) / r["until_results"] for r in runs])
+    lines.append(f"| all, per second of wall time (cores busy) | {cores:.2f} |")
     return "\n".join(lines)
 
 
