@@ -15,6 +15,7 @@ p2p method and 2.6 or 4.4 times the memory (p2p, tasks) for 10 million rows:
 
 from __future__ import annotations
 
+import itertools
 from contextlib import ExitStack
 
 import dask.dataframe as dd
@@ -104,11 +105,15 @@ def gather(
             path: ipc.open_file(files.enter_context(_open(path, storage_options)))
             for path in pieces["path"].unique()
         }
-        for _, runs in pieces.groupby(GENRE, sort=True):
+        # one sort, plain tuples: a pandas group-by, sort and itertuples per genre cost about
+        # 1 ms each under Python's lock (2M rows: 53-63 -> 43-45 ms of CPU per gather task)
+        ordered = pieces.sort_values([GENRE, "block"], kind="stable")
+        listed = ordered[[GENRE, "path", "batch", "batches"]].itertuples(index=False, name=None)
+        for _, runs in itertools.groupby(listed, key=lambda piece: piece[0]):
             batches = [
-                readers[r.path].get_batch(i)
-                for r in runs.sort_values("block").itertuples(index=False)
-                for i in range(r.batch, r.batch + r.batches)
+                readers[path].get_batch(i)
+                for _, path, start, count in runs
+                for i in range(start, start + count)
             ]
             rows = pa.Table.from_batches(batches)
             first = first_occurrences(rows[TRACK_ID])
