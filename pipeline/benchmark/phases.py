@@ -14,7 +14,8 @@ recorded, and prints medians of:
 - CPU per thread, from the process's start to the last result: the main thread (Python's
   start, the imports, the graph), Dask's task threads, the cluster's event loop (the
   scheduler's and the worker's, in this process), the others (Arrow's, Dask's offload
-  thread...), and the cores they kept busy on average.
+  thread...), and the cores they kept busy on average (threads of this process only: with
+  ``-- --processes`` the tasks run in the workers' processes and count nowhere).
 
 A thread's task seconds include waiting for Python's global lock between Arrow calls, so the
 busy line is an upper bound of the work done; the CPU lines are what the threads used.
