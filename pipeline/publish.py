@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from fsspec.spec import AbstractFileSystem
 
 from pipeline.config import InputError
+from pipeline.memory import release_arrow_memory
 from pipeline.schema import GENRE
 from pipeline.storage import StorageOptions, arrow_filesystem, atomic_file, filesystem, is_local
 from pipeline.transforms import arrow_table, genre_groups
@@ -71,6 +72,7 @@ def write_tracks(
         with atomic_file(path, storage_options) as (target, fs):
             pq.write_table(data, target, use_dictionary=dictionary, filesystem=fs, **_COMPRESSION)
         written.append((genre, path, of_genre.num_rows))
+    release_arrow_memory()  # the Parquet writers' buffers
     return pd.DataFrame(written, columns=list(WRITTEN_META.columns)).astype(WRITTEN_META.dtypes)
 
 
