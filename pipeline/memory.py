@@ -22,10 +22,11 @@ def release_arrow_memory() -> None:
     """Give the memory Arrow's allocator (mimalloc) keeps after a task's tables are freed back
     to the system; called at the end of the tasks that allocate the most (scatter, gather,
     write_tracks). Dask counts that kept memory as the worker's, and a worker with a memory
-    limit pauses on it and may wait for ever: 11.5M rows on one worker of 600 MiB, without it
-    after gather and write_tracks 2 of 3 runs stopped after 60 s paused (peak 517-520 MB,
-    1.9-2.9 GB spilled), with it 4 of 4 finished (peak 459-465 MB, 1-21 MB spilled). Without
-    a limit: 2M rows, peak 534 -> 457 MB from the release after scatter (README, Design)."""
+    limit spills for it and pauses on it, maybe forever: 11.5M rows on one worker of 600 MiB,
+    without it after gather and write_tracks 2 of 6 runs stopped after 60 s paused (peak
+    500-520 MB, 0.9-2.9 GB spilled), with it 7 of 7 finished (peak 423-465 MB, 0-21 MB
+    spilled). Without a limit: 2M rows, peak 534 -> 457 MB from the release after scatter
+    (README, Design and Larger than memory)."""
     import pyarrow as pa  # here: the module is read before any engine's imports
 
     pa.default_memory_pool().release_unused()

@@ -63,7 +63,7 @@ def scatter(
             sink = pa.OSFile(target, "wb") if fs is None else fs.open_output_stream(target)
             with sink, ipc.new_file(sink, table.schema) as writer:
                 pieces = [(genre, block, path, *at) for genre, *at in _write_sorted(table, writer)]
-        release_arrow_memory()  # the sorted copies'
+        release_arrow_memory()  # the sorted copies
     return pd.DataFrame(pieces, columns=list(PIECES_META.columns)).astype(PIECES_META.dtypes)
 
 
