@@ -119,9 +119,9 @@ def gather(
             tables.append(rows if first.all() else rows.filter(pa.array(first)))
     if not tables:
         return clean_meta(names)
-    rows = pa.concat_tables(tables).to_pandas(types_mapper=pd.ArrowDtype)
+    unique = pa.concat_tables(tables).to_pandas(types_mapper=pd.ArrowDtype)
     release_arrow_memory()  # the rows read before the later copies of tracks were dropped
-    return rows
+    return unique
 
 
 def _open(url: str, storage_options: StorageOptions | None) -> pa.NativeFile:
