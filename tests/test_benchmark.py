@@ -374,10 +374,11 @@ def test_phases_sums_task_seconds_per_kind() -> None:
     figures = phases._tasks({"threads": 2, "tasks": stream})
     assert figures["per_kind"] == {"read-block": 3.0, "share_out": 1.0}
     assert figures["busy"] == 4.0 / (4 * 2)
-    runs = [{"import": 1.0, "cluster_start": 0.1, "compute": 2.0, "write": 0.1, "rest": 0.2}]
+    phase_seconds = {"import": 1.0, "cluster_start": 0.1, "compute": 2.0, "write": 0.1}
+    runs = [{**phase_seconds, "rest": 0.2, "exit": 0.1}]
     cpu = {"cpu": {"main": 1.5, "tasks": 3.0, "event loop": 0.3}, "until_results": 3.0}
     text = phases.table([{**runs[0], **figures, **cpu}])
-    assert "| whole process | 3.40 |" in text and "| read-block | 3.00 | 75% |" in text
+    assert "| whole process | 3.50 |" in text and "| read-block | 3.00 | 75% |" in text
     assert "threads busy with tasks: 50% of the task stream's span" in text
     assert "| tasks | 3.00 |\n| event loop | 0.30 |\n| other | 0.00 |" in text
     assert text.endswith("| all, per second of wall time (cores busy) | 1.60 |")
@@ -386,7 +387,7 @@ def test_phases_sums_task_seconds_per_kind() -> None:
 @pytest.mark.slow
 def test_phases_of_a_real_run(small_csv: Path) -> None:
     (run,) = phases.measure([str(small_csv), "--dashboard-address", "127.0.0.1:0"], 1)
-    assert run["import"] > 0 and run["compute"] > 0 and 0 < run["busy"] <= 1
+    assert run["import"] > 0 and run["compute"] > 0 and run["exit"] > 0 and 0 < run["busy"] <= 1
     assert {"read-block", "scatter", "gather", "write_tracks"} <= set(run["per_kind"])
     assert run["cpu"]["main"] > 0 and run["cpu"]["tasks"] > 0 and run["cpu"]["event loop"] > 0
     assert 0 < sum(run["cpu"].values()) <= run["until_results"] * (os.cpu_count() or 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from conftest import assert_frames_match, popen_run, reference, wait_until_writi
 
 from pipeline import publish, read
 from pipeline.blocks import Block
-from pipeline.run import main
+from pipeline.run import exit_process, main
 from pipeline.schema import FILE_COLUMNS
 from pipeline.storage import StorageOptions
 
@@ -163,6 +164,16 @@ def test_run_bad_option_exit_2(capsys) -> None:
     assert exc.value.code == 2
     assert run_cli("--top", "0") == 2
     assert "--top must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_exit_process_keeps_the_code_and_freezes_the_objects() -> None:
+    """The process ends with main's code; its objects are frozen so the exit skips them."""
+    try:
+        with pytest.raises(SystemExit) as ended:
+            exit_process(2)
+        assert ended.value.code == 2 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 @pytest.mark.slow

@@ -6,8 +6,8 @@ recorded, and prints medians of:
 
 - the phases of the process: starting Python and importing the pipeline (pandas, pyarrow,
   Dask), starting the cluster, building and running the graph (``compute``: from the first
-  task submitted to the last result), writing the small outputs, and the rest (stopping the
-  cluster, exiting);
+  task submitted to the last result), writing the small outputs, the rest (stopping the
+  cluster) and the exit (from the end of ``main`` to the process's end, as the parent sees it);
 - per kind of task (Dask's key prefix: ``read-block``, ``scatter``, ``gather``,
   ``write_tracks``...): its summed seconds in the threads that ran it, and its share;
 - how busy the threads were: the tasks' summed seconds over (the task stream's span x threads);
@@ -64,7 +64,8 @@ def one_run(argv: list[str]) -> dict[str, Any]:
             raise SystemExit(code)
         seconds = json.loads(Path(tmp, "out", "manifest.json").read_text())["seconds"]
     figures.update({k: seconds[k] for k in ("cluster_start", "compute", "write")})
-    figures["rest"] = time.time() - started - figures["import"] - seconds["total"]
+    figures["ended"] = time.time()
+    figures["rest"] = figures["ended"] - started - figures["import"] - seconds["total"]
     return _tasks(figures)
 
 
@@ -108,7 +109,9 @@ def measure(argv: list[str], repeats: int) -> list[dict[str, Any]]:
     for _ in range(repeats):
         cmd = [sys.executable, "-m", "pipeline.benchmark.phases", "--one", *argv]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        runs.append(json.loads(out.strip().splitlines()[-1]))
+        run = json.loads(out.strip().splitlines()[-1])
+        run["exit"] = time.time() - run.pop("ended")
+        runs.append(run)
     return runs
 
 
@@ -118,7 +121,7 @@ def table(runs: list[dict[str, Any]]) -> str:
     def median(values: list[float]) -> float:
         return statistics.median(values) if values else 0.0
 
-    phases = ("import", "cluster_start", "compute", "write", "rest")
+    phases = ("import", "cluster_start", "compute", "write", "rest", "exit")
     lines = ["| phase | seconds |", "| --- | --- |"]
     lines += [f"| {p} | {median([r[p] for r in runs]):.2f} |" for p in phases]
     total = median([sum(r[p] for p in phases) for r in runs])
@@ -143,8 +146,11 @@ def table(runs: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--one"]:
-        print(json.dumps(one_run(args[1:])))
-        return 0
+        figures = one_run(args[1:])
+        from pipeline.run import exit_process  # imported by the run already
+
+        print(json.dumps(figures), flush=True)
+        exit_process(0)  # as python -m pipeline.run ends
     p = argparse.ArgumentParser(
         prog="python -m pipeline.benchmark.phases",
         description="Where a run's time goes: phases and kinds of task, medians of fresh runs; "
