@@ -11,15 +11,15 @@ The same functions the CLI uses, for notebooks and scripts::
     from pipeline import Config, run_pipeline, generate_tracks
 
 (``run_pipeline`` and ``generate_tracks``, not ``run`` and ``generate``: those names are the
-modules behind ``python -m pipeline.run`` and ``python -m pipeline.generate``.) ``read_tracks``
-and ``Tracks`` are imported on first use: ``import pipeline`` does not import Dask.
+modules behind ``python -m pipeline.run`` and ``python -m pipeline.generate``.) Everything but
+``Config`` is imported on first use: ``import pipeline`` imports neither pandas nor Dask (so
+that ``python -m pipeline.run`` imports them where it chooses how: ``memory.imports_frozen``).
 """
 
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
-from pipeline.transforms import drop_duplicate_tracks, genre_summary, top_tracks
 
 __all__ = [
     "Config",
@@ -52,4 +52,8 @@ def __getattr__(name: str) -> Any:
         from pipeline import read
 
         return getattr(read, name)
+    if name in ("drop_duplicate_tracks", "genre_summary", "top_tracks"):
+        from pipeline import transforms
+
+        return getattr(transforms, name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -1,7 +1,12 @@
 """This process's peak memory, for the run's manifest and the benchmark (standard library only
-at import: the benchmark reads it before any engine's imports), and giving Arrow's memory back."""
+at import: the benchmark reads it before any engine's imports), giving Arrow's memory back, and
+importing the run's libraries without Python's garbage collector."""
 
 from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def peak_rss_mb() -> float | None:
@@ -30,3 +35,23 @@ def release_arrow_memory() -> None:
     import pyarrow as pa  # here: the module is read before any engine's imports
 
     pa.default_memory_pool().release_unused()
+
+
+@contextmanager
+def imports_frozen(enabled: bool = True) -> Iterator[None]:
+    """Run the block (a process's imports of pandas, pyarrow, Dask and distributed) with
+    Python's cyclic garbage collector paused, then freeze every object alive: the collector
+    walks the hundreds of thousands of objects those imports create again and again while they
+    are made (0.17-0.25 s of a 0.9-1.5 s ``import pipeline.run``, 3 runs: 277 young, 25 middle
+    and 2 full collections), and never again once they are frozen (the collection at exit
+    included). For a process's entry point only (``enabled``): freezing keeps the caller's
+    objects out of every later collection too."""
+    if not enabled:
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()

@@ -16,6 +16,7 @@ from conftest import assert_frames_match, popen_run, reference, wait_until_writi
 
 from pipeline import publish, read
 from pipeline.blocks import Block
+from pipeline.memory import imports_frozen
 from pipeline.run import exit_process, main
 from pipeline.schema import FILE_COLUMNS
 from pipeline.storage import StorageOptions
@@ -164,6 +165,28 @@ def test_run_bad_option_exit_2(capsys) -> None:
     assert exc.value.code == 2
     assert run_cli("--top", "0") == 2
     assert "--top must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_imports_frozen_pauses_the_collector_then_freezes() -> None:
+    """Inside: no collection; after: the objects frozen, the collector back on; not enabled:
+    nothing changes (``pipeline.run`` imported as a library)."""
+    try:
+        with imports_frozen():
+            assert not gc.isenabled()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        gc.unfreeze()
+        with imports_frozen(enabled=False):
+            assert gc.isenabled()
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+
+
+def test_import_pipeline_imports_neither_pandas_nor_dask() -> None:
+    """So that ``python -m pipeline.run`` imports them itself, inside ``imports_frozen``."""
+    code = "import sys, pipeline; print(sorted({'pandas', 'dask', 'pyarrow'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == "[]\n", done.stderr
 
 
 def test_exit_process_keeps_the_code_and_freezes_the_objects() -> None:

@@ -34,15 +34,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from dask.utils import key_split
+from pipeline.memory import imports_frozen
 
 
 def one_run(argv: list[str]) -> dict[str, Any]:
     """Run ``pipeline.run`` in this process, recording the task stream; return the figures."""
-    import psutil
-    from distributed import get_task_stream
+    with imports_frozen():  # as python -m pipeline.run imports
+        import psutil
+        from distributed import get_task_stream
 
-    import pipeline.run as cli
+        import pipeline.run as cli
 
     started = psutil.Process().create_time()  # this module imported pipeline first
     figures: dict[str, Any] = {"import": time.time() - started}
@@ -71,6 +72,8 @@ def one_run(argv: list[str]) -> dict[str, Any]:
 
 def _tasks(figures: dict[str, Any]) -> dict[str, Any]:
     """Replace the task stream by seconds per kind of task and the threads' busy share."""
+    from dask.utils import key_split
+
     per_kind: dict[str, float] = defaultdict(float)
     spans = []
     for task in figures.pop("tasks"):

@@ -7,35 +7,32 @@ first visit), on a free loopback port so that runs never collide on 8787.
 
 from __future__ import annotations
 
-import importlib
 from contextlib import redirect_stderr
 from io import StringIO
 from pathlib import Path
 from unittest import mock
 
-import pandas as pd
+from pipeline.memory import imports_frozen
 
-from pipeline.benchmark.engines import timed_session
-from pipeline.blocks import expand_input, plan_input
-from pipeline.cluster import connect
-from pipeline.config import Config
-from pipeline.read import read_tracks
-from pipeline.schema import SUMMARY_INPUT
-from pipeline.transforms import genre_summary
+with imports_frozen():  # as `python -m pipeline.run` imports them
+    import pandas as pd
+
+    from pipeline import run as cli
+    from pipeline.benchmark.engines import timed_session
+    from pipeline.blocks import expand_input, plan_input
+    from pipeline.cluster import connect
+    from pipeline.config import Config
+    from pipeline.read import read_tracks
+    from pipeline.schema import SUMMARY_INPUT
+    from pipeline.transforms import genre_summary
 
 DASHBOARD = "127.0.0.1:0"
-
-
-def _cli():
-    """The module ``pipeline.run`` (the package attribute of that name is a function)."""
-    return importlib.import_module("pipeline.run")
 
 
 def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:
     """The genre summary of every row on the run's cluster, read as the run reads: byte blocks
     parsed by pyarrow (only the needed columns) into a Dask DataFrame, then
     ``transforms.genre_summary``."""
-    cli = _cli()
     cfg = cli.make_config(cli.parse_args([path, "--dashboard-address", DASHBOARD]))
     with timed_session(connect(cfg), phases) as client:
         plan = plan_input(expand_input(path), cfg, sum(client.nthreads().values()))
@@ -56,7 +53,6 @@ def run_cli(
     The run's own ``connect`` is wrapped to time the cluster's start and stop; nothing else
     about the run changes.
     """
-    cli = _cli()
 
     def timed_connect(cfg: Config):
         return timed_session(connect(cfg), phases)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
+from pipeline.memory import imports_frozen
 
-from pipeline.benchmark.engines.dask_cluster import run_cli
+with imports_frozen():  # as `python -m pipeline.run` imports them
+    import pandas as pd
+
+    from pipeline.benchmark.engines.dask_cluster import run_cli
 
 MEMORY_LIMIT = "600MiB"
 OPTIONS = ("--processes", "--workers", "1", "--threads-per-worker", "2")
