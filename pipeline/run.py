@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from pipeline.memory import imports_frozen
 
-with imports_frozen(__name__ == "__main__"):  # the command's imports; see there
+with imports_frozen(__name__ == "__main__"):  # as the command only, not as a library
     from distributed import Client, performance_report
 
     from pipeline import job, publish
