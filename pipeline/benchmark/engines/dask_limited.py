@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.memory import imports_frozen
+# first of the heavy imports: dask_cluster imports pandas, Dask and the run as the command does
+from pipeline.benchmark.engines.dask_cluster import run_cli
 
-with imports_frozen():  # as `python -m pipeline.run` imports them
+if TYPE_CHECKING:
     import pandas as pd
-
-    from pipeline.benchmark.engines.dask_cluster import run_cli
 
 MEMORY_LIMIT = "600MiB"
 OPTIONS = ("--processes", "--workers", "1", "--threads-per-worker", "2")
