@@ -22,22 +22,25 @@ from typing import Any
 from pipeline.config import Config
 
 __all__ = [
+    "SUMMARY",
     "Config",
+    "Stat",
     "Tracks",
     "drop_duplicate_tracks",
     "generate_tracks",
     "genre_summary",
     "read_tracks",
     "run_pipeline",
+    "summarise",
     "top_tracks",
 ]
 
 
 def run_pipeline(cfg: Config) -> dict:
     """Run the whole job for ``cfg`` (as ``python -m pipeline.run`` does); return the manifest."""
-    from pipeline.run import run as _run
+    from pipeline.execute import run
 
-    return _run(cfg, given_input=True)
+    return run(cfg, given_input=True).manifest
 
 
 def generate_tracks(path: str | Path, rows: int = 114_000, seed: int = 42) -> Path:
@@ -52,8 +55,12 @@ def __getattr__(name: str) -> Any:
         from pipeline import read
 
         return getattr(read, name)
-    if name in ("drop_duplicate_tracks", "genre_summary", "top_tracks"):
+    if name in ("drop_duplicate_tracks", "top_tracks"):
         from pipeline import transforms
 
         return getattr(transforms, name)
+    if name in ("genre_summary", "summarise", "SUMMARY", "Stat"):
+        from pipeline import summary
+
+        return getattr(summary, name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -1,47 +1,31 @@
 """python -m pipeline.run: organise a tracks CSV by genre on a Dask cluster.
 
-args -> config -> cluster -> read -> transform -> write (staged) -> verify -> publish -> report.
+The command line: arguments -> one Config -> the run (:mod:`pipeline.execute`) -> the
+one-screen report; logging, signals and exit codes (0 success, 2 bad usage or input, 1 any
+other failure, 130 interrupted).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import json
 import logging
 import os
-import platform
 import signal
 import sys
-import threading
 import time
-from collections.abc import Mapping
-from contextlib import nullcontext
-from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any, NoReturn
 
 from pipeline.memory import imports_frozen
 
 with imports_frozen(__name__ == "__main__"):  # as the command only, not as a library
-    from distributed import Client, performance_report
+    from distributed import Client
 
-    from pipeline import job, publish
-    from pipeline.blocks import BadBytes, Plan, expand_input, plan_input
-    from pipeline.cluster import (
-        connect,
-        describe,
-        scheduler_address,
-        tightest_worker,
-        unencrypted_remote,
-        worker_memory,
-    )
+    from pipeline.cluster import scheduler_address, unencrypted_remote
     from pipeline.config import DEFAULT_INPUT, Config, InputError
-    from pipeline.read import SplitInQuotes
-    from pipeline.storage import StorageOptions, remove_tree
-    from pipeline.unpack import unpack_inputs
+    from pipeline.execute import Outcome, Seams, run
+    from pipeline.outputs import MANIFEST, OUTPUTS, SUMMARY_CSV
 
 log = logging.getLogger("pipeline")
 
@@ -213,19 +197,6 @@ def _storage_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def check_rejects(cfg: Config, result: job.JobResult) -> None:
-    """Fail the run when it rejected more rows than allowed, naming the first few."""
-    limit = cfg.reject_limit(result.rows)
-    if limit is None or len(result.rejected) <= limit:
-        return
-    first = "; ".join(f"line {r.line}: {r.reason}" for r in result.rejected.head(3).itertuples())
-    why = "--strict" if cfg.strict else f"the limit of {limit} (--max-rejects)"
-    raise InputError(
-        f"{cfg.input}: {len(result.rejected)} of {result.rows} rows rejected, more than {why}; "
-        f"first: {first}"
-    )
-
-
 def setup_logging(args: argparse.Namespace) -> None:
     """The report on stdout, warnings and errors on stderr (and all of it in --log-file)."""
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
@@ -243,256 +214,6 @@ def setup_logging(args: argparse.Namespace) -> None:
         logging.getLogger(noisy).setLevel(quiet)
 
 
-def ensure_input(cfg: Config, given: bool, seconds: dict[str, float]) -> None:
-    """With no input given and no data/dataset.csv, write a synthetic one first."""
-    if given or Path(cfg.input).exists():
-        return
-    from pipeline.generate import generate
-
-    log.info("%s not found: writing a synthetic 114,000-row dataset there first", cfg.input)
-    t = time.perf_counter()
-    generate(cfg.input, rows=114_000)
-    seconds["generate"] = time.perf_counter() - t
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("genre-pipeline", "dask", "distributed", "pandas", "pyarrow", "numpy"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def execute(
-    cfg: Config, client: Client, stage: str, paths: list[str], seconds: dict[str, float]
-) -> tuple[job.JobResult, dict]:
-    """Compute every output in one graph on the client's cluster; return results and facts."""
-    cluster = describe(client)
-    cfg.largest_block_for(tightest_worker(client))  # memory too small: refused before work
-    t = time.perf_counter()
-    read, names = unpack_inputs(paths, f"{stage}/_input", cfg.storage_options)
-    if names:
-        seconds["unpack"] = time.perf_counter() - t
-        log.info("unpacked   %s in %.1f s", ", ".join(names.values()), seconds["unpack"])
-    plan = _plan(client, cfg, read, names=names)
-    log.info("input      %s (%s, %.1f MB)", cfg.input, _files(paths), plan.total_bytes / 1e6)
-    log.info("partitions %d of up to %.1f MB", len(plan.blocks), plan.blocksize / 1e6)
-    log.info("cluster    %s, dashboard %s", cluster, client.dashboard_link)
-    t = time.perf_counter()
-    before = set(client.scheduler_info(n_workers=-1)["workers"])
-    report = performance_report(cfg.report, mode="inline") if cfg.report else nullcontext()
-    with report:
-        computed, work, plan = _compute_attempts(client, cfg, stage, plan)
-    seconds["compute"] = time.perf_counter() - t
-    lost = sorted(before - set(client.scheduler_info(n_workers=-1)["workers"]))
-    if lost:
-        log.warning(
-            "warning: %d worker(s) left or were restarted during the run (killed, or out of "
-            "memory: see --memory-limit); Dask ran their tasks again, the outputs are complete",
-            len(lost),
-        )
-    publish.keep_tracks(work, stage, cfg.storage_options)
-    facts = {
-        "input": paths,
-        "bytes": plan.total_bytes,
-        "partitions": len(plan.blocks),
-        "cluster": cluster,
-        "workers": worker_memory(client),
-        "workers_lost": lost,
-    }
-    return job.collect(computed), facts
-
-
-def _compute_attempts(
-    client: Client, cfg: Config, stage: str, plan: Plan
-) -> tuple[list, str, Plan]:
-    """Compute the run's graph; return the results, the directory its files went to and the
-    plan finally read.
-
-    A file with line breaks inside quoted values is found while computing; its blocks are
-    then cut at record ends (or, if that fails too, it is read as one partition) and the run
-    starts again in a fresh directory (tasks of the first attempt may still run).
-    """
-    aligned: frozenset[str] = frozenset()
-    whole: frozenset[str] = frozenset()
-    for attempt in range(2 * len(plan.paths) + 1):
-        work = f"{stage}/_attempt-{attempt}"
-        try:
-            outputs = job.build(plan, cfg.top, work, cfg.storage_options)
-            return _compute(client, outputs.collections(), cfg.progress), work, plan
-        except BadBytes as err:
-            raise err.as_input_error() from err
-        except SplitInQuotes as err:
-            _wait_idle(client)  # tasks of this attempt must not write while we go on
-            name = plan.names.get(err.path, err.path)
-            if err.path in aligned:
-                log.warning("%s: reading it as one partition (quotes do not pair up)", name)
-                whole |= {err.path}
-            else:
-                log.warning(
-                    "%s has line breaks inside quoted values: cutting its partitions at "
-                    "record ends",
-                    name,
-                )
-                aligned |= {err.path}
-            plan = _plan(client, cfg, list(plan.paths), whole, aligned, plan.names)
-    raise RuntimeError("could not plan the input's partitions")
-
-
-def _plan(
-    client: Client,
-    cfg: Config,
-    paths: list[str],
-    whole: frozenset[str] = frozenset(),
-    aligned: frozenset[str] = frozenset(),
-    names: Mapping[str, str] | None = None,
-) -> Plan:
-    """The blocks for this cluster: its threads, and what its tightest worker's memory holds."""
-    threads = sum(client.nthreads().values())
-    return plan_input(paths, cfg, threads, whole, aligned, tightest_worker(client), names)
-
-
-def _wait_idle(client: Client, timeout: float = 120) -> None:
-    """Cancel what is queued and wait until no task runs on the cluster."""
-    client.cancel(list(client.futures.values()), force=True)
-    deadline = time.monotonic() + timeout
-    while any(client.processing().values()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _files(paths: list[str]) -> str:
-    return "1 file" if len(paths) == 1 else f"{len(paths)} files"
-
-
-def _compute(client: Client, collections: list, progress: bool) -> list:
-    """One compute for all outputs (the CSV is parsed once); a progress bar on a terminal."""
-    from distributed import progress as progress_bar
-    from distributed import wait
-
-    futures = client.compute(collections)
-    bar = threading.Thread(target=progress_bar, args=(futures,), daemon=True)  # till done
-    if progress:
-        bar.start()
-    paused_since = None
-    while True:
-        try:
-            wait(futures, timeout=1)
-            break
-        except TimeoutError:
-            paused_since = _check_paused(client, paused_since)
-    results = client.gather(futures)
-    if progress:
-        bar.join(timeout=5)
-        print()
-    return results
-
-
-PAUSED_TOO_LONG = 60.0  # seconds every worker may stay paused at its memory limit
-
-
-def _check_paused(client: Client, since: float | None) -> float | None:
-    """When every worker has been paused (memory above 80% of its limit) for
-    :data:`PAUSED_TOO_LONG` seconds, fail instead of waiting forever: memory that is not data
-    (Python, the libraries, the allocator) cannot be spilled, so such a pause never ends."""
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    if not workers or any(w.get("status") != "paused" for w in workers):
-        return None
-    since = since or time.monotonic()
-    if time.monotonic() - since > PAUSED_TOO_LONG:
-        limit = min(w["memory_limit"] for w in workers)
-        raise InputError(
-            f"every worker has been paused at its memory limit ({limit / 2**20:.0f} MiB) for "
-            f"{PAUSED_TOO_LONG:.0f} s; give workers more memory (--memory-limit) or read smaller "
-            "partitions (--blocksize)"
-        )
-    return since
-
-
-def write_outputs(result: job.JobResult, stage: str, storage_options: StorageOptions) -> None:
-    """Write the CSV outputs into the staging directory and verify the accounting (against
-    the rows in the Parquet files too); the manifest and _SUCCESS follow in :func:`seal`."""
-    publish.write_csv(result.summary, f"{stage}/genre_summary.csv", storage_options)
-    publish.write_csv(result.top, f"{stage}/top_tracks.csv", storage_options)
-    publish.write_csv(result.rejected, f"{stage}/rejected_rows.csv", storage_options)
-    written = publish.count_parquet_rows(f"{stage}/tracks", storage_options)
-    if (
-        result.rows != result.kept + len(result.rejected) + result.duplicates
-        or written != result.kept
-    ):
-        raise RuntimeError(
-            f"accounting does not hold: read {result.rows}, kept {result.kept} "
-            f"({written} written), rejected {len(result.rejected)}, duplicates {result.duplicates}"
-        )
-
-
-def run(cfg: Config, given_input: bool) -> dict:
-    """The whole job; returns the manifest. Output is published only when complete."""
-    started = datetime.now(UTC)
-    t0 = time.perf_counter()
-    seconds: dict[str, float] = {}
-    ensure_input(cfg, given_input, seconds)
-    t = time.perf_counter()
-    publish.check_output_target(cfg.output, cfg.storage_options)
-    paths = expand_input(cfg.input, cfg.storage_options)
-    seconds["plan"] = time.perf_counter() - t
-    with publish.output_lock(cfg.output, cfg.storage_options):
-        stage = publish.staging_dir(cfg.output, cfg.storage_options)
-        try:
-            t = time.perf_counter()
-            with connect(cfg) as client:
-                seconds["cluster_start"] = time.perf_counter() - t
-                result, facts = execute(cfg, client, stage, paths, seconds)
-                manifest = seal(cfg, result, facts, stage, seconds, started, t0)
-                publish.publish(stage, cfg.output, cfg.storage_options)
-                report(result, manifest, cfg)
-                if cfg.keep_alive:
-                    keep_alive(client)
-        finally:
-            remove_tree(stage, cfg.storage_options)  # gone already once published
-    return manifest
-
-
-def seal(
-    cfg: Config,
-    result: job.JobResult,
-    facts: dict,
-    stage: str,
-    seconds: dict[str, float],
-    started: datetime,
-    t0: float,
-) -> dict:
-    """Check the result, write every output and the manifest into ``stage``, then _SUCCESS."""
-    if result.rows == 0:
-        raise InputError(f"{cfg.input}: has a header but no data rows")
-    check_rejects(cfg, result)
-    t = time.perf_counter()
-    write_outputs(result, stage, cfg.storage_options)
-    seconds["write"] = time.perf_counter() - t
-    seconds["total"] = time.perf_counter() - t0
-    manifest = {
-        **facts,
-        "rows_read": result.rows,
-        "rows_kept": result.kept,
-        "rows_rejected": len(result.rejected),
-        "duplicates_dropped": result.duplicates,
-        "genres": len(result.summary),
-        "engine": engine_name(cfg),
-        "versions": versions(),
-        "config": {
-            **{k: str(v) for k, v in dataclasses.asdict(cfg).items()},
-            "storage_options": str(sorted(cfg.storage_options)),  # names only: secrets
-        },
-        "seconds": {k: round(v, 3) for k, v in seconds.items()},
-        "started_at": started.isoformat(),
-        "ended_at": datetime.now(UTC).isoformat(),
-    }
-    publish.write_json(manifest, f"{stage}/manifest.json", cfg.storage_options)
-    publish.write_text("", f"{stage}/_SUCCESS", cfg.storage_options)
-    return manifest
-
-
 def keep_alive(client: Client) -> None:
     """--keep-alive: leave the cluster and its dashboard up until Ctrl-C (or SIGTERM)."""
     log.info(
@@ -505,26 +226,22 @@ def keep_alive(client: Client) -> None:
         log.info("stopping the cluster")
 
 
-def engine_name(cfg: Config) -> str:
-    if cfg.scheduler:
-        return f"dask.distributed, scheduler {cfg.scheduler}"
-    kind = "processes" if cfg.processes else "threads"
-    return f"dask.distributed LocalCluster ({cfg.workers} x {cfg.threads_per_worker} {kind})"
+PREVIEW = (  # the summary's columns shown on the terminal
+    "track_genre",
+    "tracks",
+    "unique_artists",
+    "popularity_mean",
+    "danceability_mean",
+    "energy_mean",
+    "loudness_mean",
+)
 
 
-def report(result: job.JobResult, manifest: dict, cfg: Config) -> None:
+def report(outcome: Outcome, cfg: Config) -> None:
     """The one-screen summary: preview, accounting, timings, where the outputs are."""
-    cols = [
-        "track_genre",
-        "tracks",
-        "unique_artists",
-        "popularity_mean",
-        "danceability_mean",
-        "energy_mean",
-        "loudness_mean",
-    ]
-    preview = result.summary[cols].head(8).round(3).to_string(index=False)
-    log.info("\n%s\n... %d genres in all", preview, len(result.summary))
+    result, summary = outcome.result, outcome.result.frames[SUMMARY_CSV]
+    preview = summary[list(PREVIEW)].head(8).round(3).to_string(index=False)
+    log.info("\n%s\n... %d genres in all", preview, len(summary))
     log.info(
         "rows       read %d = kept %d + rejected %d + duplicates %d",
         result.rows,
@@ -532,26 +249,32 @@ def report(result: job.JobResult, manifest: dict, cfg: Config) -> None:
         len(result.rejected),
         result.duplicates,
     )
-    log.info("seconds    %s", ", ".join(f"{k} {v:.2f}" for k, v in manifest["seconds"].items()))
-    log.info(
-        "outputs    %s/ (genre_summary.csv, top_tracks.csv, tracks/, rejected_rows.csv, "
-        "manifest.json)",
-        cfg.output,
-    )
+    seconds = outcome.manifest["seconds"]
+    log.info("seconds    %s", ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()))
+    names = ", ".join([*(o.shown for o in OUTPUTS), MANIFEST])
+    log.info("outputs    %s/ (%s)", cfg.output, names)
 
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM ends the run like Ctrl-C: staging removed, cluster closed
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, seams: Seams | None = None) -> int:
+    """The command: parse, run, report; the exit code. ``seams``: how the run obtains its
+    cluster and observes its compute (the benchmark's own; the defaults otherwise)."""
     args = parse_args(argv)
     setup_logging(args)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         cfg = make_config(args)
         warn_if_exposed(cfg)
-        run(cfg, given_input=args.input is not None)
+
+        def published(outcome: Outcome, client: Client) -> None:
+            report(outcome, cfg)
+            if cfg.keep_alive:
+                keep_alive(client)
+
+        run(cfg, args.input is not None, seams or Seams(), published)
     except (InputError, ValueError) as err:
         if args.verbose:
             log.exception("bad input")

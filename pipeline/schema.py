@@ -69,31 +69,6 @@ PANDAS_DTYPES: dict[str, str] = {c.name: _PANDAS[c.kind] for c in COLUMNS}
 TRUE_VALUES = ("True", "true", "TRUE")
 FALSE_VALUES = ("False", "false", "FALSE")
 
-# The summary's mean columns, in output order.
-MEAN_COLUMNS: tuple[str, ...] = (
-    "duration_ms",
-    "danceability",
-    "energy",
-    "loudness",
-    "speechiness",
-    "acousticness",
-    "instrumentalness",
-    "liveness",
-    "valence",
-    "tempo",
-)
-SUMMARY_COLUMNS: tuple[str, ...] = (
-    GENRE,
-    "tracks",
-    "unique_artists",
-    "explicit_share",
-    "popularity_mean",
-    "popularity_min",
-    "popularity_max",
-    *(f"{c}_mean" for c in MEAN_COLUMNS),
-)
-# The columns the genre summary reads.
-SUMMARY_INPUT: tuple[str, ...] = (GENRE, "artists", "explicit", "popularity", *MEAN_COLUMNS)
 TOP_COLUMNS: tuple[str, ...] = (GENRE, "rank", TRACK_ID, "track_name", "artists", "popularity")
 
 # The 114 genres of the real file, in the order of its 1,000-row blocks.

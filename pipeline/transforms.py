@@ -1,9 +1,10 @@
-"""Pure frame -> frame functions: validate, deduplicate, genre summary, top tracks.
+"""Pure frame -> frame functions: validate, deduplicate, top tracks, rows by genre (the
+summary's statistics are declared in :mod:`pipeline.summary`).
 
-Nothing here reads files, starts clusters or computes Dask collections. The genre summary and
-the top tracks are written once, with the API pandas and Dask DataFrames share: called on a
-pandas frame they return a pandas frame, called on a Dask frame a lazy Dask frame (a tree
-reduction; no shuffle, no ``groupby(...).apply``).
+Nothing here reads files, starts clusters or computes Dask collections. The top tracks are
+written once, with the API pandas and Dask DataFrames share: called on a pandas frame they
+return a pandas frame, called on a Dask frame a lazy Dask frame (a tree reduction; no shuffle,
+no ``groupby(...).apply``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import schema
-from pipeline.schema import GENRE, KEY, MEAN_COLUMNS, TRACK_ID
+from pipeline.schema import GENRE, KEY, TRACK_ID
 
 # Arrow tables that crossed processes (Dask workers) or came back from Dask's spill to disk
 # may arrive with buffers at any address; Acero's group-by would write a warning to stderr
@@ -125,97 +126,6 @@ def first_occurrences(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
     if isinstance(codes, pa.ChunkedArray):
         codes = codes.combine_chunks()
     return ~pd.Index(codes.indices.to_numpy(zero_copy_only=False)).duplicated(keep="first")
-
-
-# -- genre summary ------------------------------------------------------------------------------
-#
-# One reduction over the partitions: per partition one pass of Arrow's hash group-by on
-# track_genre (it releases the GIL, so partitions in threads really run at once) gives a
-# partial per genre (rows, sums, popularity min and max, the distinct artists as a list);
-# partials merge in a tree. One reduction, not a groupby-aggregation plus a distinct count:
-# Dask fuses its per-partition step into the task that reads the block. Measured on the
-# summary of 10 million rows (README, Design) against Dask's own
-# groupby("track_genre").agg(...) + ["artists"].nunique(), which gives the same answer
-# (tests/test_transforms.py).
-
-_SUMMED = ("explicit", "popularity", *MEAN_COLUMNS)
-_DISTINCT = pc.CountOptions(mode="only_valid")  # a missing artists field is no artist
-_BY_GENRE = [
-    *((c, "sum") for c in _SUMMED),
-    ("popularity", "min"),
-    ("popularity", "max"),
-    ([], "count_all"),
-    ("artists", "distinct", _DISTINCT),
-]
-_MERGE = [(f"{c}_sum", "sum") for c in _SUMMED] + [
-    ("popularity_min", "min"),
-    ("popularity_max", "max"),
-    ("count_all", "sum"),
-]
-
-
-def genre_summary(df: Any) -> Any:
-    """The genre summary of DESIGN.md: one row per genre, sorted by genre.
-
-    ``df``: clean rows, a pandas frame or a Dask one (then a lazy one-partition Dask frame
-    comes back: call ``.compute()``; no shuffle: 114 groups need none).
-    """
-    if isinstance(df, pd.DataFrame):
-        return _finish_summary(_genre_partial(df))
-    return df.reduction(
-        _genre_partial,
-        combine=_merge_partials,
-        aggregate=_summary_of_partials,
-        meta=_finish_summary(_genre_partial(df._meta)),
-    )
-
-
-def _genre_partial(df: pd.DataFrame) -> pd.DataFrame:
-    """Per genre of some clean rows: sums, popularity min and max, rows (``count_all``) and
-    the distinct artists (``artists_distinct``, a list): one pass of Arrow's hash group-by
-    (measured 35 ms on a 48 MiB block; a pass for the pairs and one for the rest, then a list
-    per genre, took 53)."""
-    table = arrow_table(df[[GENRE, *_SUMMED, "artists"]])
-    table = table.cast(table.schema.set(0, pa.field(GENRE, pa.string())))
-    partial = table.group_by(GENRE, use_threads=False).aggregate(_BY_GENRE)
-    return partial.to_pandas(types_mapper=pd.ArrowDtype)
-
-
-def _merge_partials(parts: pd.DataFrame) -> pd.DataFrame:
-    """Merge concatenated :func:`_genre_partial` partials."""
-    table = arrow_table(parts).combine_chunks()
-    lists = table["artists_distinct"]
-    genres = table[GENRE].take(pc.list_parent_indices(lists))
-    artists = pa.table({GENRE: genres, "artists": pc.list_flatten(lists)})
-    distinct = artists.group_by(GENRE, use_threads=False).aggregate([("artists", "distinct")])
-    stats = table.group_by(GENRE, use_threads=False).aggregate(_MERGE)
-    names = [n if n == GENRE else n.rpartition("_")[0] for n in stats.column_names]
-    return (
-        stats.rename_columns(names)
-        .to_pandas(types_mapper=pd.ArrowDtype)
-        .merge(distinct.to_pandas(types_mapper=pd.ArrowDtype), on=GENRE, how="left")
-    )
-
-
-def _summary_of_partials(parts: pd.DataFrame) -> pd.DataFrame:
-    return _finish_summary(_merge_partials(parts))
-
-
-def _finish_summary(partial: pd.DataFrame) -> pd.DataFrame:
-    """The summary of one merged partial: means, share, distinct artists; numpy dtypes,
-    sorted by genre."""
-    p = partial.sort_values(GENRE, kind="stable", ignore_index=True)
-    rows = p["count_all"].to_numpy("float64")
-    out = pd.DataFrame({GENRE: p[GENRE].astype("str")})
-    out["tracks"] = p["count_all"].to_numpy("int64")
-    out["unique_artists"] = p["artists_distinct"].list.len().fillna(0).to_numpy("int64")
-    out["explicit_share"] = p["explicit_sum"].to_numpy("float64") / rows
-    out["popularity_mean"] = p["popularity_sum"].to_numpy("float64") / rows
-    out["popularity_min"] = p["popularity_min"].to_numpy("int64")
-    out["popularity_max"] = p["popularity_max"].to_numpy("int64")
-    for col in MEAN_COLUMNS:
-        out[f"{col}_mean"] = p[f"{col}_sum"].to_numpy("float64") / rows
-    return out
 
 
 # -- top tracks ---------------------------------------------------------------------------------

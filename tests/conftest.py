@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import dask.dataframe as dd
 import hypothesis  # noqa: F401  (see below)
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
+from pipeline import schema
 from pipeline.generate import generate
-from pipeline.schema import FILE_COLUMNS, MEAN_COLUMNS
+from pipeline.outputs import CONTRACT, OUTPUTS
+from pipeline.schema import FILE_COLUMNS
 
 HEADER = ",".join(FILE_COLUMNS)
+CSVS = tuple(o.name for o in OUTPUTS if not o.directory)  # the run's CSV outputs
+FILES = set(CONTRACT)  # every file and directory of a complete output
 
 # hypothesis is imported above, at collection, on purpose: its pytest plugin imports it at the
 # end of a session otherwise (when no test file did), and pytest's parse of it there failed
@@ -32,6 +39,40 @@ def track_row(i: int, track: str, genre: str, pop: int | str, artists: str = "A"
         f'{i},{track},"{artists}",Album,Song,{pop},200000,{i % 2 == 0},0.5,0.{i % 10},1,-5.0,'
         f"1,0.1,0.1,0.0,0.1,0.5,120.0,4,{genre}"
     )
+
+
+def tiny() -> pd.DataFrame:
+    """Nine clean rows over three genres; one repeated (track_id, genre) pair; popularity ties."""
+    rows = [
+        ("a", "X;Y", "jazz", 50, True, 0.5),
+        ("b", "X", "jazz", 70, False, 0.1),
+        ("a", "Z", "jazz", 90, False, 0.9),  # repeats (a, jazz): dropped, first kept
+        ("c", None, "jazz", 70, False, 0.3),  # empty artists: not an artist
+        ("a", "X;Y", "rock", 10, True, 0.2),  # same track, other genre: kept
+        ("d", "Q, R", "rock", 10, False, 0.4),
+        ("e", "Q, R", "rock", 99, True, 0.6),
+        ("f", "Ü", "pop", 0, False, 0.7),
+        ("g", "Ü", "pop", 100, False, 0.8),
+    ]
+    df = pd.DataFrame(
+        rows,
+        columns=["track_id", "artists", "track_genre", "popularity", "explicit", "danceability"],
+    )
+    for col in schema.NAMES:
+        if col not in df:
+            kind = schema.BY_NAME[col].kind
+            df[col] = "name" if kind == "str" else np.arange(len(df)) % 2
+    return df[list(schema.NAMES)].astype(schema.PANDAS_DTYPES)
+
+
+def partitionings(df: pd.DataFrame) -> list[dd.DataFrame]:
+    return [dd.from_pandas(df, npartitions=n, sort=False) for n in (1, 3, len(df))]
+
+
+def arrow_backed(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame as the reader gives it: pyarrow-backed dtypes (``pd.ArrowDtype``)."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 def write_csv(path: Path, lines: list[str], newline: str = "\n") -> Path:
@@ -84,12 +125,29 @@ def wait_until_writing(proc: subprocess.Popen, out: Path) -> None:
         time.sleep(0.02)
 
 
-def reference(path: Path | str, top: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The genre summary and top tracks computed the obvious way with plain pandas."""
-    df = pd.read_csv(path, index_col=0)
-    df = df.drop_duplicates(["track_id", "track_genre"], keep="first")
-    g = df.groupby("track_genre")
-    summary = pd.DataFrame(
+MEANS = (  # the summary's means, in its order: the oracle's own list
+    "duration_ms",
+    "danceability",
+    "energy",
+    "loudness",
+    "speechiness",
+    "acousticness",
+    "instrumentalness",
+    "liveness",
+    "valence",
+    "tempo",
+)
+
+
+def summary_reference(df: pd.DataFrame, by: str = "track_genre") -> pd.DataFrame:
+    """The summary of ``genre_summary.csv`` by ``by``, computed the obvious way with plain
+    pandas, and Python's own median (the mean of the two middle values)."""
+    g = df.groupby(by)
+
+    def median(column: str) -> pd.Series:
+        return g[column].agg(lambda values: statistics.median(values.tolist())).astype(float)
+
+    return pd.DataFrame(
         {
             "tracks": g.size(),
             "unique_artists": g["artists"].nunique(),
@@ -97,9 +155,19 @@ def reference(path: Path | str, top: int = 10) -> tuple[pd.DataFrame, pd.DataFra
             "popularity_mean": g["popularity"].mean(),
             "popularity_min": g["popularity"].min(),
             "popularity_max": g["popularity"].max(),
-            **{f"{c}_mean": g[c].mean() for c in MEAN_COLUMNS},
+            **{f"{c}_mean": g[c].mean() for c in MEANS},
+            "popularity_median": median("popularity"),
+            "duration_ms_median": median("duration_ms"),
+            "tempo_median": median("tempo"),
         }
     ).reset_index()
+
+
+def reference(path: Path | str, top: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The genre summary and top tracks computed the obvious way with plain pandas."""
+    df = pd.read_csv(path, index_col=0)
+    df = df.drop_duplicates(["track_id", "track_genre"], keep="first")
+    summary = summary_reference(df)
     ordered = df.sort_values(
         ["track_genre", "popularity", "track_id"], ascending=[True, False, True]
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 import shutil
 from pathlib import Path
@@ -18,7 +19,9 @@ from pipeline.benchmark.engines import ENGINES, OPTIONAL, TOP, WORKLOADS, load, 
 from pipeline.benchmark.runner import Study, input_file, run_study
 from pipeline.blocks import plan_input
 from pipeline.config import Config
+from pipeline.outputs import SUMMARY_CSV, TOP_CSV
 from pipeline.schema import GENRE
+from pipeline.summary import KINDS
 
 ROWS, SEED = 3_000, 7  # 3 genres
 CLUSTERS = ("dask", "dask-limited")  # they start a distributed cluster: marked slow
@@ -325,6 +328,8 @@ def test_choices_every_case_gives_the_same_rows(small_csv: Path) -> None:
     rows = {case: measure(str(small_csv), case)[2] for case in CASES}
     assert {rows[c] for c in CASES if c.startswith("gather")} == {11_936}
     assert {rows[c] for c in CASES if c.startswith("summary")} == {12}
+    artists = pd.read_csv(small_csv)["artists"].nunique()
+    assert {rows[c] for c in CASES if c.startswith("artists")} == {artists}
 
 
 @pytest.mark.parametrize("engine", ["polars", "duckdb"])
@@ -340,9 +345,9 @@ def test_engine_full_rejects_and_deduplicates_like_the_pipeline(
     lines[30] = lines[30].replace("1,-5.0,", "1,,", 1)  # missing loudness
     src = write_csv(tmp_path / "t.csv", lines)
     plan = plan_input([str(src)], Config(blocksize=2048), 1)
-    outputs = job.build(plan, TOP, str(tmp_path / "work"))
-    result = job.collect(list(dask.compute(*outputs.collections(), scheduler="sync")))
-    want_summary, want_top = result.summary, result.top
+    built = job.build(plan, TOP, str(tmp_path / "work"))
+    result = job.collect(built, list(dask.compute(*built.collections(), scheduler="sync")))
+    want_summary, want_top = result.frames[SUMMARY_CSV], result.frames[TOP_CSV]
     assert len(result.rejected) == 3
     # 120 (track, genre) pairs, each twice; a bad row's later copy takes its place
     assert want_summary["tracks"].sum() == 120
@@ -350,7 +355,24 @@ def test_engine_full_rejects_and_deduplicates_like_the_pipeline(
     assert check.compare(summary, want_summary) is None
     assert check.compare(top, want_top) is None
     assert check.compare_tracks(tmp_path / engine / "tracks", want_summary) is None
-    assert (tmp_path / engine / "genre_summary.csv").is_file()
+    assert (tmp_path / engine / SUMMARY_CSV).is_file()
+
+
+@pytest.mark.parametrize(
+    ("module", "table"),
+    [
+        ("engines.polars_lazy", "EXPRESSIONS"),
+        ("engines.duckdb_sql", "EXPRESSIONS"),
+        ("choices", "AGGREGATIONS"),
+    ],
+)
+def test_every_kind_of_statistic_has_an_expression_in_each_engine(module: str, table: str) -> None:
+    """A new kind of statistic needs one expression per engine: none may be missing."""
+    pytest.importorskip(
+        {"engines.polars_lazy": "polars", "engines.duckdb_sql": "duckdb"}.get(module, "dask")
+    )
+    engine = importlib.import_module(f"pipeline.benchmark.{module}")
+    assert set(getattr(engine, table)) == set(KINDS)
 
 
 def test_phases_sums_task_seconds_per_kind() -> None:

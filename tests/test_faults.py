@@ -12,14 +12,13 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from conftest import popen_run
+from conftest import CSVS, popen_run
 
 from pipeline.generate import generate
 from pipeline.run import main
 
 BLOCK = 1 << 20
 CLUSTER = ("--processes", "--workers", "2", "--threads-per-worker", "1", "--blocksize", "1MiB")
-CSVS = ("genre_summary.csv", "top_tracks.csv", "rejected_rows.csv")
 WARNINGS = {  # the one line on stderr
     "run": "warning: 1 worker(s) left or were restarted during the run (killed, or out of memory: "
     "see --memory-limit); Dask ran their tasks again, the outputs are complete",

@@ -13,10 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import assert_frames_match, popen_run
 
-from pipeline import run
+from pipeline import execute
 from pipeline.cluster import tightest_worker
 from pipeline.config import Config, InputError, largest_block, least_memory
 from pipeline.generate import generate
+from pipeline.run import main
 
 LIMIT = 600 * 2**20  # one worker process with 2 threads; Python and the libraries take ~300 MB
 ROWS = 11_500_000  # about 1.9 GB: over three times LIMIT
@@ -100,7 +101,7 @@ def test_memory_too_small_for_any_block_is_refused_before_work(
     small_csv: Path, tmp_path: Path, capsys, options: list[str], message: str
 ) -> None:
     out = tmp_path / "out"
-    code = run.main(
+    code = main(
         [
             str(small_csv),
             "-o",
@@ -155,14 +156,14 @@ class Paused:
 
 
 def test_workers_paused_too_long_fail_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(run, "PAUSED_TOO_LONG", 0.05)
-    assert run._check_paused(Paused("running", "paused"), None) is None
-    since = run._check_paused(Paused("paused", "paused"), None)
+    monkeypatch.setattr(execute, "PAUSED_TOO_LONG", 0.05)
+    assert execute._check_paused(Paused("running", "paused"), None) is None
+    since = execute._check_paused(Paused("paused", "paused"), None)
     assert since is not None
-    assert run._check_paused(Paused("paused", "running"), since) is None  # one came back
+    assert execute._check_paused(Paused("paused", "running"), since) is None  # one came back
     time.sleep(0.1)
     with pytest.raises(InputError) as err:
-        run._check_paused(Paused("paused", "paused"), since)
+        execute._check_paused(Paused("paused", "paused"), since)
     assert str(err.value) == (
         "every worker has been paused at its memory limit (600 MiB) for 0 s; give workers "
         "more memory (--memory-limit) or read smaller partitions (--blocksize)"
@@ -179,10 +180,10 @@ def test_the_paused_check_runs_while_a_progress_bar_is_shown(
         raise InputError("paused")
 
     with Client(processes=False, n_workers=1, dashboard_address=None) as client:
-        assert run._compute(client, {"x": dask.delayed(sum)([1, 2])}, True) == {"x": 3}
+        assert execute._compute(client, {"x": dask.delayed(sum)([1, 2])}, True) == {"x": 3}
         assert "100% Completed" in capsys.readouterr().out
-        monkeypatch.setattr(run, "_check_paused", paused)
+        monkeypatch.setattr(execute, "_check_paused", paused)
         start = time.monotonic()
         with pytest.raises(InputError, match="paused"):
-            run._compute(client, {"x": dask.delayed(time.sleep)(8)}, True)
+            execute._compute(client, {"x": dask.delayed(time.sleep)(8)}, True)
         assert time.monotonic() - start < 5

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import assert_frames_match, popen_run, reference, wait_until_writing
+from conftest import FILES, assert_frames_match, popen_run, reference, wait_until_writing
 
 from pipeline import publish, read
 from pipeline.blocks import Block
@@ -21,14 +21,6 @@ from pipeline.run import exit_process, main
 from pipeline.schema import FILE_COLUMNS
 from pipeline.storage import StorageOptions
 
-CONTRACT = {
-    "genre_summary.csv",
-    "top_tracks.csv",
-    "tracks",
-    "rejected_rows.csv",
-    "manifest.json",
-    "_SUCCESS",
-}
 HEADER = ",".join(FILE_COLUMNS)
 ROW = (
     "0,id{n},Artist,Album,Song,{pop},200000,False,0.5,0.5,1,-5.0,1,0.1,0.1,0.0,0.1,0.5,120.0,4,jazz"
@@ -47,7 +39,7 @@ def write(path: Path, *lines: str) -> Path:
 def test_run_writes_the_contract_equal_to_pandas(small_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert run_cli(small_csv, "--output", out, "--blocksize", "256KiB", "--top", "5") == 0
-    assert {p.name for p in out.iterdir()} == CONTRACT
+    assert {p.name for p in out.iterdir()} == FILES
     want_summary, want_top = reference(small_csv, top=5)
     assert_frames_match(pd.read_csv(out / "genre_summary.csv"), want_summary)
     assert_frames_match(pd.read_csv(out / "top_tracks.csv"), want_top)
@@ -215,7 +207,7 @@ def test_run_module_default_generates_data_and_runs(tmp_path: Path) -> None:
     assert "data/dataset.csv not found: writing a synthetic 114,000-row dataset" in done.stdout
     for word in ("partitions", "dashboard http://127.0.0.1:", "seconds", "outputs"):
         assert word in done.stdout
-    assert {p.name for p in (tmp_path / "output").iterdir()} == CONTRACT
+    assert {p.name for p in (tmp_path / "output").iterdir()} == FILES
     assert "Completed" not in done.stdout  # no progress bar when the output is not a terminal
     want_summary, want_top = reference(tmp_path / "data" / "dataset.csv")
     assert_frames_match(pd.read_csv(tmp_path / "output" / "genre_summary.csv"), want_summary)

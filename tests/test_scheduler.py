@@ -20,7 +20,7 @@ from pathlib import Path
 import dask
 import pandas as pd
 import pytest
-from conftest import assert_frames_match, popen_run, reference
+from conftest import CSVS, assert_frames_match, popen_run, reference
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -34,7 +34,6 @@ from pipeline.run import main, make_config, parse_args, warn_if_exposed
 
 DASK = Path(sys.executable).parent / "dask"
 ROOT = Path(__file__).parents[1]
-CSVS = ("genre_summary.csv", "top_tracks.csv", "rejected_rows.csv")
 HINT = "(--scheduler, --scheduler-file or DASK_SCHEDULER_ADDRESS)"
 
 

@@ -14,15 +14,13 @@ import fsspec
 import pandas as pd
 import pytest
 import s3fs
-from conftest import assert_frames_match, popen_run, reference
+from conftest import CSVS, FILES, assert_frames_match, popen_run, reference
 from moto.server import ThreadedMotoServer
 
 from pipeline import publish, read
 from pipeline.blocks import Block
 from pipeline.run import main, make_config, parse_args
 
-CSVS = ("genre_summary.csv", "top_tracks.csv", "rejected_rows.csv")
-CONTRACT = {*CSVS, "tracks", "manifest.json", "_SUCCESS"}
 BLOCKS = ("--blocksize", "256KiB")  # several partitions, the same ones in every run
 
 
@@ -98,7 +96,7 @@ def test_storage_s3_in_and_out_equal_a_local_run(s3, with_rejects: Path, tmp_pat
     )
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert names(fs, "bkt/out") == CONTRACT
+    assert names(fs, "bkt/out") == FILES
     assert not staging_left(fs)
     for name in ("genre_summary.csv", "top_tracks.csv"):
         assert fs.cat(f"bkt/out/{name}") == (local / name).read_bytes(), name
@@ -169,7 +167,7 @@ def test_storage_s3_rerun_replaces_the_output_whole(s3, small_csv: Path) -> None
     fs.pipe_file("bkt/rerun/stray.txt", b"from an older run")
     fs.pipe_file("bkt/rerun/tracks/track_genre=gone/part-99999.parquet", b"not parquet")
     assert run_cli(*args, "--top", "5") == 0
-    assert names(fs, "bkt/rerun") == CONTRACT
+    assert names(fs, "bkt/rerun") == FILES
     want_summary, want_top = reference(small_csv, top=5)
     assert_frames_match(pd.read_csv(fs.open("bkt/rerun/top_tracks.csv")), want_top)
     tracks = pd.read_parquet("bkt/rerun/tracks", filesystem=fs)  # fails on the stray file
@@ -225,7 +223,7 @@ def test_storage_memory_urls_equal_a_local_run(small_csv: Path, tmp_path: Path) 
         fs.pipe_file(f"/{root}/out/stray.txt", b"from the first run")
         assert run_cli(*args) == 0
         assert names(fs, f"/{root}") == {"in.csv", "out"}
-        assert names(fs, f"/{root}/out") == CONTRACT
+        assert names(fs, f"/{root}/out") == FILES
         for name in CSVS:
             assert fs.cat(f"/{root}/out/{name}") == (tmp_path / "local" / name).read_bytes()
         assert_frames_match(

@@ -7,54 +7,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import arrow_backed, partitionings, tiny
 
 from pipeline import schema
-from pipeline.benchmark.choices import summary_by_groupby
 from pipeline.transforms import (
     all_valid,
     drop_duplicate_tracks,
     first_occurrences,
     genre_groups,
     genre_parts,
-    genre_summary,
     invalid_reasons,
     top_tracks,
     typed_values,
 )
-
-
-def tiny() -> pd.DataFrame:
-    """Nine clean rows over three genres; one repeated (track_id, genre) pair; popularity ties."""
-    rows = [
-        ("a", "X;Y", "jazz", 50, True, 0.5),
-        ("b", "X", "jazz", 70, False, 0.1),
-        ("a", "Z", "jazz", 90, False, 0.9),  # repeats (a, jazz): dropped, first kept
-        ("c", None, "jazz", 70, False, 0.3),  # empty artists: not an artist
-        ("a", "X;Y", "rock", 10, True, 0.2),  # same track, other genre: kept
-        ("d", "Q, R", "rock", 10, False, 0.4),
-        ("e", "Q, R", "rock", 99, True, 0.6),
-        ("f", "Ü", "pop", 0, False, 0.7),
-        ("g", "Ü", "pop", 100, False, 0.8),
-    ]
-    df = pd.DataFrame(
-        rows,
-        columns=["track_id", "artists", "track_genre", "popularity", "explicit", "danceability"],
-    )
-    for col in schema.NAMES:
-        if col not in df:
-            kind = schema.BY_NAME[col].kind
-            df[col] = "name" if kind == "str" else np.arange(len(df)) % 2
-    return df[list(schema.NAMES)].astype(schema.PANDAS_DTYPES)
-
-
-def partitionings(df: pd.DataFrame) -> list[dd.DataFrame]:
-    return [dd.from_pandas(df, npartitions=n, sort=False) for n in (1, 3, len(df))]
-
-
-def arrow_backed(df: pd.DataFrame) -> pd.DataFrame:
-    """The frame as the reader gives it: pyarrow-backed dtypes (``pd.ArrowDtype``)."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 def test_drop_duplicate_tracks_keeps_first_in_file_order() -> None:
@@ -81,25 +46,6 @@ def test_drop_duplicate_tracks_dask_equals_pandas(nparts: int) -> None:
     dd.assert_eq(drop_duplicate_tracks(ddf), drop_duplicate_tracks(df), check_index=False)
 
 
-def test_genre_summary_values() -> None:
-    s = genre_summary(drop_duplicate_tracks(tiny())).set_index("track_genre")
-    assert list(s.index) == ["jazz", "pop", "rock"]
-    assert s.loc["jazz", "tracks"] == 3
-    assert s.loc["jazz", "unique_artists"] == 2  # "X;Y" and "X": the field as written; None not
-    assert s.loc["rock", "unique_artists"] == 2
-    assert s.loc["rock", "explicit_share"] == pytest.approx(2 / 3)
-    assert (s.loc["pop", "popularity_min"], s.loc["pop", "popularity_max"]) == (0, 100)
-    assert s.loc["jazz", "popularity_mean"] == pytest.approx(190 / 3)
-    assert s.loc["jazz", "danceability_mean"] == pytest.approx(0.3)
-    assert list(s.reset_index().columns) == list(schema.SUMMARY_COLUMNS)
-
-
-def test_genre_summary_dask_equals_pandas() -> None:
-    df = drop_duplicate_tracks(tiny())
-    for ddf in partitionings(df):
-        dd.assert_eq(genre_summary(ddf).compute(), genre_summary(df))
-
-
 def test_top_tracks_order_rank_and_ties() -> None:
     top = top_tracks(drop_duplicate_tracks(tiny()), n=2).fillna({"artists": "<none>"})
     assert top.to_dict("list") == {
@@ -119,32 +65,10 @@ def test_top_tracks_dask_equals_pandas(n: int) -> None:
         dd.assert_eq(top_tracks(ddf, n).compute(), top_tracks(df, n))
 
 
-def test_genre_summary_and_top_tracks_same_on_pyarrow_backed_columns() -> None:
+def test_top_tracks_same_on_pyarrow_backed_columns() -> None:
     """The reader's frames hold pyarrow-backed columns: same answers, same output dtypes."""
     df = drop_duplicate_tracks(tiny())
-    pd.testing.assert_frame_equal(genre_summary(arrow_backed(df)), genre_summary(df))
     pd.testing.assert_frame_equal(top_tracks(arrow_backed(df), 2), top_tracks(df, 2))
-    for ddf in partitionings(arrow_backed(df)):
-        dd.assert_eq(genre_summary(ddf).compute(), genre_summary(df))
-
-
-def test_genre_summary_on_dask_is_lazy_one_partition_without_shuffle() -> None:
-    ddf = dd.from_pandas(drop_duplicate_tracks(tiny()), npartitions=3, sort=False)
-    lazy = genre_summary(ddf)
-    assert isinstance(lazy, dd.DataFrame) and lazy.npartitions == 1
-    names = {k[0] if isinstance(k, tuple) else k for k in dict(lazy.__dask_graph__())}
-    assert not any("shuffle" in n for n in names)
-
-
-def test_genre_summary_equals_dasks_own_groupby_aggregation() -> None:
-    """The Arrow kernels inside the reductions answer what a plain groupby-agg answers."""
-    df = drop_duplicate_tracks(tiny())
-    ddf = dd.from_pandas(arrow_backed(df), npartitions=3, sort=False)
-    plain = summary_by_groupby(ddf)  # the alternative the benchmark measures
-    want = plain.compute().reset_index().sort_values("track_genre", ignore_index=True)
-    want = want[list(schema.SUMMARY_COLUMNS)].astype({"track_genre": "str"})
-    got = genre_summary(ddf).compute()
-    pd.testing.assert_frame_equal(got, want.astype(got.dtypes.to_dict()), check_exact=False)
 
 
 def test_first_occurrences_marks_the_first_of_each_value() -> None:

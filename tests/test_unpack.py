@@ -15,14 +15,12 @@ import dask.dataframe as dd
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import track_row, write_csv
+from conftest import CSVS, track_row, write_csv
 from isal import igzip
 
 from pipeline import unpack
 from pipeline.read import read_tracks
 from pipeline.run import main
-
-OUTPUTS = ("genre_summary.csv", "top_tracks.csv", "rejected_rows.csv")
 
 
 def run_cli(*args: str | Path) -> int:
@@ -73,7 +71,7 @@ def test_compressed_input_gives_the_plain_outputs(
     assert unpack.compression(str(packed)) == kind
     out = tmp_path / "out"
     assert run_cli(packed, "-o", out, "--blocksize", "16KiB") == 0
-    for output in OUTPUTS[:2]:
+    for output in CSVS[:2]:
         assert (out / output).read_bytes() == (want / output).read_bytes()
     rejected = pd.read_csv(out / "rejected_rows.csv")
     label = f"{packed}/dataset.csv" if kind == "zip" else str(packed)
@@ -96,7 +94,7 @@ def test_zip_of_several_csvs_reads_them_all(plain: tuple[Path, Path], tmp_path: 
         archive.writestr("README.txt", "not read")
     out = tmp_path / "out"
     assert run_cli(tmp_path / "parts.zip", "-o", out) == 0
-    for output in OUTPUTS[:2]:
+    for output in CSVS[:2]:
         assert (out / output).read_bytes() == (want / output).read_bytes()
     rejected = pd.read_csv(out / "rejected_rows.csv")
     assert rejected[["file", "line"]].values.tolist() == [
@@ -189,7 +187,7 @@ def test_compressed_file_with_line_breaks_in_values(tmp_path: Path, capsys) -> N
     capsys.readouterr()
     assert run_cli(packed, "-o", tmp_path / "out", "--blocksize", "2KiB") == 0
     assert f"{packed} has line breaks inside quoted values" in capsys.readouterr().err
-    for output in OUTPUTS:
+    for output in CSVS:
         assert (tmp_path / "out" / output).read_bytes() == (
             tmp_path / "plain" / output
         ).read_bytes()

@@ -1,5 +1,5 @@
-"""Two design choices of the run, measured: how each genre's rows meet, and how the summary
-is aggregated.
+"""Three design choices, measured: how each genre's rows meet, how the genre summary is
+aggregated, and how a summary by a key with many groups (artists) is.
 
 ``python -m pipeline.benchmark.choices FILE [--repeats N]`` runs every case in a fresh process
 on the run's default cluster (one worker, a thread per core), cases taking turns, and prints
@@ -10,10 +10,16 @@ the seconds of the compute and the peak memory of the process (medians):
   :func:`pipeline.shuffle.by_genre`; ``p2p`` and ``tasks`` are
   ``DataFrame.shuffle(on="track_genre")`` with Dask's two methods, then a sort by file position
   and ``drop_duplicates`` per partition.
-- ``summary``: the genre summary of the clean rows of the summary's columns. ``reduction`` is
-  :func:`pipeline.transforms.genre_summary` (Arrow's group-by inside ``DataFrame.reduction``);
-  ``groupby`` is Dask's own ``groupby("track_genre").agg(...)`` and ``["artists"].nunique()``
-  (``split_out=1``), which gives the same answer.
+- ``summary``: the genre summary's statistics that merge, of the clean rows of their columns.
+  ``reduction`` is :func:`pipeline.summary.genre_summary` (Arrow's group-by inside
+  ``DataFrame.reduction``); ``groupby`` is Dask's own ``groupby("track_genre").agg(...)`` and
+  ``["artists"].nunique()`` (``split_out=1``), which gives the same answer.
+- ``artists``: every statistic of the summary (exact medians included; not the distinct count
+  of the key itself) by ``artists``, in as
+  many partitions as blocks. ``shuffle`` is :func:`pipeline.summary.summarise` (the needed
+  columns shuffled on the key, then each partition's groups summarised whole with Arrow's
+  group-by); ``groupby`` is Dask's own ``groupby("artists").agg(..., split_out=N)`` (with a
+  median in it Dask shuffles the rows too, then aggregates each partition with pandas).
 """
 
 from __future__ import annotations
@@ -28,9 +34,30 @@ import time
 import numpy as np
 import pandas as pd
 
-from pipeline.schema import GENRE, KEY, MEAN_COLUMNS, SUMMARY_INPUT
+from pipeline.schema import GENRE, KEY
+from pipeline.summary import MERGEABLE, SUMMARY, Stat, inputs
 
-CASES = ("gather:scratch", "gather:p2p", "gather:tasks", "summary:reduction", "summary:groupby")
+CASES = (
+    "gather:scratch",
+    "gather:p2p",
+    "gather:tasks",
+    "summary:reduction",
+    "summary:groupby",
+    "artists:shuffle",
+    "artists:groupby",
+)
+BY = "artists"  # the key with many groups of the artists cases, and their statistics (not
+BY_STATS = tuple(s for s in SUMMARY if s.column != BY)  # those of the key itself)
+# Each kind of statistic (pipeline.summary.KINDS) as Dask's groupby aggregation.
+AGGREGATIONS = {
+    "count": "size",
+    "distinct": "nunique",
+    "share": "mean",
+    "mean": "mean",
+    "min": "min",
+    "max": "max",
+    "median": "median",
+}
 
 
 def _with_position(df: pd.DataFrame, partition_info: dict | None = None) -> pd.DataFrame:
@@ -55,19 +82,24 @@ def _gathered(clean, blocks: int, method: str, scratch: str):
     return moved.map_partitions(_first_in_file_order, meta=clean._meta)
 
 
-def summary_by_groupby(clean):
-    """Dask's own groupby-aggregation of the summary's statistics, and the distinct artists."""
-    by_genre = clean.groupby(GENRE)
-    stats = by_genre.agg(
-        tracks=("popularity", "size"),
-        explicit_share=("explicit", "mean"),
-        popularity_mean=("popularity", "mean"),
-        popularity_min=("popularity", "min"),
-        popularity_max=("popularity", "max"),
-        **{f"{c}_mean": (c, "mean") for c in MEAN_COLUMNS},
-        split_out=1,
-    )
-    return stats.join(by_genre["artists"].nunique(split_out=1).rename("unique_artists"))
+def summary_by_groupby(
+    clean, by: str = GENRE, stats: tuple[Stat, ...] = MERGEABLE, split_out: int = 1
+):
+    """Dask's own groupby-aggregation of ``stats`` by ``by``: one ``agg`` when a median makes
+    it shuffle the rows anyway (pandas' ``nunique`` then counts the distinct values), else an
+    ``agg`` in a tree and each distinct count apart (``nunique``: not an aggregation there)."""
+    grouped = clean.groupby(by)
+    some = next(s.column for s in stats if s.column not in (None, by))  # to count rows in
+    holistic = not all(s.merges for s in stats)
+    spec = {
+        s.name: (s.column or some, AGGREGATIONS[s.kind])
+        for s in stats
+        if holistic or s.kind != "distinct"
+    }
+    out = grouped.agg(**spec, split_out=split_out)
+    for s in (s for s in stats if not holistic and s.kind == "distinct"):
+        out = out.join(grouped[s.column].nunique(split_out=split_out).rename(s.name))
+    return out[[s.name for s in stats]]
 
 
 def measure(path: str, case: str) -> tuple[float, float, int]:
@@ -78,7 +110,7 @@ def measure(path: str, case: str) -> tuple[float, float, int]:
     from pipeline.config import Config
     from pipeline.memory import peak_rss_mb
     from pipeline.read import read_tracks
-    from pipeline.transforms import genre_summary
+    from pipeline.summary import genre_summary, summarise
 
     cfg = Config()  # the run's defaults: one worker, a thread per core
     cluster = LocalCluster(
@@ -93,13 +125,24 @@ def measure(path: str, case: str) -> tuple[float, float, int]:
         if what == "gather":
             clean = read_tracks(plan).clean
             result = _gathered(clean, len(plan.blocks), method, scratch).map_partitions(len)
+        elif what == "summary":
+            clean = read_tracks(plan, inputs(MERGEABLE)).clean
+            result = (
+                genre_summary(clean, MERGEABLE)
+                if method == "reduction"
+                else summary_by_groupby(clean)
+            )
         else:
-            clean = read_tracks(plan, SUMMARY_INPUT).clean
-            result = genre_summary(clean) if method == "reduction" else summary_by_groupby(clean)
+            clean, parts = read_tracks(plan, inputs(BY_STATS, BY)).clean, len(plan.blocks)
+            result = (
+                summarise(clean, BY, BY_STATS, split_out=parts)
+                if method == "shuffle"
+                else summary_by_groupby(clean, BY, BY_STATS, split_out=parts)
+            ).map_partitions(len)
         start = time.perf_counter()
         out = result.compute()
         seconds = time.perf_counter() - start
-    return seconds, peak_rss_mb() or 0.0, int(out.sum()) if what == "gather" else len(out)
+    return seconds, peak_rss_mb() or 0.0, len(out) if what == "summary" else int(out.sum())
 
 
 def main(argv: list[str] | None = None) -> int:

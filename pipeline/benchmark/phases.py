@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,29 +40,29 @@ from pipeline.memory import imports_frozen
 
 
 def one_run(argv: list[str]) -> dict[str, Any]:
-    """Run ``pipeline.run`` in this process, recording the task stream; return the figures."""
+    """Run ``pipeline.run`` in this process, recording the task stream through the run's
+    ``observe`` seam; return the figures."""
     with imports_frozen():  # as python -m pipeline.run imports
         import psutil
         from distributed import get_task_stream
 
         import pipeline.run as cli
+        from pipeline.execute import Seams
 
     started = psutil.Process().create_time()  # this module imported pipeline first
     figures: dict[str, Any] = {"import": time.time() - started}
-    compute = cli._compute
 
-    def recorded(client, collections, progress):
+    @contextmanager
+    def recorded(client: Any) -> Iterator[None]:
         with get_task_stream(client) as stream:
-            out = compute(client, collections, progress)
+            yield
         figures["threads"] = sum(client.nthreads().values())
         figures["tasks"] = stream.data
         figures["cpu"] = thread_cpu()  # before the cluster stops its threads
         figures["until_results"] = time.time() - started
-        return out
 
-    cli._compute = recorded
     with tempfile.TemporaryDirectory() as tmp:
-        code = cli.main([*argv, "--output", f"{tmp}/out", "-q"])
+        code = cli.main([*argv, "--output", f"{tmp}/out", "-q"], Seams(observe=recorded))
         if code != 0:
             raise SystemExit(code)
         seconds = json.loads(Path(tmp, "out", "manifest.json").read_text())["seconds"]

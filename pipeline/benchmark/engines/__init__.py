@@ -4,13 +4,14 @@ Every engine module defines::
 
     summary(path: str, phases: dict[str, float]) -> pd.DataFrame
 
-the genre summary (``schema.SUMMARY_COLUMNS``, one row per genre, sorted) of every row of the
-CSV as read, reading only the columns it needs; and, when it does everything
-``python -m pipeline.run`` does, also::
+the genre summary's statistics that merge (``summary.MERGEABLE``: the group-by of the study;
+no medians), one row per genre, sorted, of every row of the CSV as read, reading only the
+columns it needs; and, when it does everything ``python -m pipeline.run`` does, also::
 
     full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]
 
-the summary and top tracks of the validated, deduplicated rows, with those rows written as
+the whole summary (``summary.SUMMARY``, medians included) and top tracks of the validated,
+deduplicated rows, with those rows written as
 Parquet partitioned by genre under ``out_dir/tracks``. An engine with fixed costs around its
 work (a cluster) records their seconds in ``phases`` as ``startup`` and ``shutdown``; the runner
 times everything else. Engines never time themselves otherwise and never check their answers.

@@ -10,7 +10,6 @@ from __future__ import annotations
 from contextlib import redirect_stderr
 from io import StringIO
 from pathlib import Path
-from unittest import mock
 
 from pipeline.memory import imports_frozen
 
@@ -22,22 +21,23 @@ with imports_frozen():  # as `python -m pipeline.run` imports them
     from pipeline.blocks import expand_input, plan_input
     from pipeline.cluster import connect
     from pipeline.config import Config
+    from pipeline.execute import Seams
+    from pipeline.outputs import SUMMARY_CSV, TOP_CSV
     from pipeline.read import read_tracks
-    from pipeline.schema import SUMMARY_INPUT
-    from pipeline.transforms import genre_summary
+    from pipeline.summary import MERGEABLE, genre_summary, inputs
 
 DASHBOARD = "127.0.0.1:0"
 
 
 def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:
-    """The genre summary of every row on the run's cluster, read as the run reads: byte blocks
-    parsed by pyarrow (only the needed columns) into a Dask DataFrame, then
-    ``transforms.genre_summary``."""
+    """The genre summary's statistics that merge, of every row, on the run's cluster, read as
+    the run reads: byte blocks parsed by pyarrow (only the needed columns) into a Dask
+    DataFrame, then ``summary.genre_summary``."""
     cfg = cli.make_config(cli.parse_args([path, "--dashboard-address", DASHBOARD]))
     with timed_session(connect(cfg), phases) as client:
         plan = plan_input(expand_input(path), cfg, sum(client.nthreads().values()))
-        clean = read_tracks(plan, SUMMARY_INPUT).clean
-        return client.compute(genre_summary(clean)).result()
+        clean = read_tracks(plan, inputs(MERGEABLE)).clean
+        return client.compute(genre_summary(clean, MERGEABLE)).result()
 
 
 def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -50,19 +50,18 @@ def run_cli(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``python -m pipeline.run PATH --output OUT_DIR -q OPTIONS``; its outputs read back.
 
-    The run's own ``connect`` is wrapped to time the cluster's start and stop; nothing else
-    about the run changes.
+    The run obtains its cluster through a seam that times the cluster's start and stop;
+    nothing else about the run changes.
     """
 
     def timed_connect(cfg: Config):
         return timed_session(connect(cfg), phases)
 
     errors = StringIO()
-    with mock.patch.object(cli, "connect", timed_connect), redirect_stderr(errors):
-        code = cli.main(
-            [path, "--output", out_dir, "-q", "--dashboard-address", DASHBOARD, *options]
-        )
+    argv = [path, "--output", out_dir, "-q", "--dashboard-address", DASHBOARD, *options]
+    with redirect_stderr(errors):
+        code = cli.main(argv, Seams(connect=timed_connect))
     if code != 0:
         message = " / ".join(errors.getvalue().strip().splitlines())
         raise RuntimeError(f"pipeline.run exited with {code}: {message}")
-    return tuple(pd.read_csv(Path(out_dir, f"{n}.csv")) for n in ("genre_summary", "top_tracks"))
+    return tuple(pd.read_csv(Path(out_dir, name)) for name in (SUMMARY_CSV, TOP_CSV))

@@ -1,45 +1,47 @@
 """Dask on the threaded scheduler of one process, no distributed cluster.
 
 ``summary``: ``dask.dataframe.read_csv`` (only the needed columns, explicit dtypes) and the
-project's ``transforms.genre_summary`` on the Dask frame (a groupby-aggregation in a tree, no
-shuffle). ``full``: the project's own graph, ``pipeline.job.build``.
+project's ``summary.genre_summary`` on the Dask frame (Arrow partials merged in a tree, no
+shuffle). ``full``: the project's own graph, ``pipeline.job.build``, and its outputs.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import dask
 import dask.dataframe as dd
 import pandas as pd
 
-from pipeline import job, schema, transforms
+from pipeline import job, schema
 from pipeline.benchmark.engines import TOP
 from pipeline.blocks import expand_input, plan_input
 from pipeline.config import Config
-from pipeline.publish import write_csv
-from pipeline.schema import SUMMARY_INPUT
-from pipeline.storage import remove_tree
+from pipeline.execute import write_outputs
+from pipeline.outputs import SUMMARY_CSV, TOP_CSV
+from pipeline.publish import Transaction
+from pipeline.summary import MERGEABLE, genre_summary, inputs
 
 
 def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:
-    """The genre summary of every row, on the threaded scheduler."""
+    """The genre summary's statistics that merge, of every row, on the threaded scheduler."""
     threads = os.cpu_count() or 1
-    dtypes = {c: schema.PANDAS_DTYPES[c] for c in SUMMARY_INPUT}
+    names = inputs(MERGEABLE)
+    dtypes = {c: schema.PANDAS_DTYPES[c] for c in names}
     blocksize = Config().blocksize_for(os.path.getsize(path), threads)  # as pipeline.run
-    frame = dd.read_csv(path, usecols=list(SUMMARY_INPUT), dtype=dtypes, blocksize=blocksize)
-    (out,) = dask.compute(transforms.genre_summary(frame), scheduler="threads")
+    frame = dd.read_csv(path, usecols=list(names), dtype=dtypes, blocksize=blocksize)
+    (out,) = dask.compute(genre_summary(frame, MERGEABLE), scheduler="threads")
     return out
 
 
 def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The pipeline's graph (parse, validate, deduplicate, write Parquet, summarise, rank)."""
+    """The pipeline's graph (parse, validate, deduplicate, write Parquet, summarise, rank) and
+    its outputs, written and published as the run does them."""
     plan = plan_input(expand_input(path), Config(), os.cpu_count() or 1)
-    outputs = job.build(plan, TOP, out_dir)
-    result = job.collect(list(dask.compute(*outputs.collections(), scheduler="threads")))
-    remove_tree(f"{out_dir}/scratch")
-    for name, frame in (("genre_summary", result.summary), ("top_tracks", result.top)):
-        write_csv(frame, str(Path(out_dir, f"{name}.csv")))
-    write_csv(result.rejected, str(Path(out_dir, "rejected_rows.csv")))
-    return result.summary, result.top
+    with Transaction(out_dir) as tx:
+        work = tx.path("_attempt-0")
+        built = job.build(plan, TOP, work)
+        result = job.collect(built, list(dask.compute(*built.collections(), scheduler="threads")))
+        write_outputs(result, work, tx)
+        tx.publish()
+    return result.frames[SUMMARY_CSV], result.frames[TOP_CSV]

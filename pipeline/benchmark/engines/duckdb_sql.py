@@ -16,27 +16,34 @@ import pandas as pd
 
 from pipeline import schema
 from pipeline.benchmark.engines import TOP
-from pipeline.schema import GENRE, MEAN_COLUMNS, SUMMARY_INPUT, TOP_COLUMNS, TRACK_ID
+from pipeline.schema import GENRE, TOP_COLUMNS, TRACK_ID
+from pipeline.summary import MERGEABLE, SUMMARY, Stat, inputs
 
 _TYPES = {"str": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN"}
-_AGGREGATES = (
-    "count(*) AS tracks",
-    "count(DISTINCT artists) AS unique_artists",
-    "avg(explicit::DOUBLE) AS explicit_share",
-    "avg(popularity) AS popularity_mean",
-    "min(popularity) AS popularity_min",
-    "max(popularity) AS popularity_max",
-    *(f"avg({c}) AS {c}_mean" for c in MEAN_COLUMNS),
-)
+# Every kind of statistic (pipeline.summary.KINDS) as SQL over its column.
+EXPRESSIONS = {
+    "count": "count(*)",
+    "distinct": "count(DISTINCT {})",  # NULL is no value
+    "share": "avg({}::DOUBLE)",
+    "mean": "avg({})",
+    "min": "min({})",
+    "max": "max({})",
+    "median": "median({})",  # the mean of the two middle values for an even count
+}
+
+
+def _aggregates(stats: tuple[Stat, ...] = SUMMARY) -> str:
+    return ", ".join(f"{EXPRESSIONS[s.kind].format(s.column)} AS {s.name}" for s in stats)
 
 
 def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:
-    """The genre summary of every row (empty fields are NULL, as pandas' NaN)."""
+    """The genre summary's statistics that merge, of every row (empty fields are NULL, as
+    pandas' NaN)."""
     query = (
-        f"SELECT {GENRE}, {', '.join(_AGGREGATES)} "
+        f"SELECT {GENRE}, {_aggregates(MERGEABLE)} "
         f"FROM read_csv($path, header = true, types = $types) GROUP BY {GENRE} ORDER BY {GENRE}"
     )
-    types = {c: _TYPES[schema.BY_NAME[c].kind] for c in SUMMARY_INPUT}
+    types = {c: _TYPES[schema.BY_NAME[c].kind] for c in inputs(MERGEABLE)}
     with duckdb.connect() as con:
         return con.execute(query, {"path": path, "types": types}).df()
 
@@ -78,8 +85,7 @@ def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFram
             {"path": path, "types": types},
         )
         summary_ = con.execute(
-            f"SELECT {GENRE}, {', '.join(_AGGREGATES)} FROM tracks "
-            f"GROUP BY {GENRE} ORDER BY {GENRE}"
+            f"SELECT {GENRE}, {_aggregates()} FROM tracks GROUP BY {GENRE} ORDER BY {GENRE}"
         ).df()
         top = con.execute(
             f"""

@@ -9,8 +9,9 @@ import pandas as pd
 
 from pipeline import schema, transforms
 from pipeline.benchmark.engines import TOP
+from pipeline.outputs import SUMMARY_CSV, TOP_CSV
 from pipeline.publish import write_csv, write_tracks
-from pipeline.schema import SUMMARY_INPUT
+from pipeline.summary import MERGEABLE, genre_summary, inputs
 
 
 def read(path: str, columns: Sequence[str], engine: str = "c") -> pd.DataFrame:
@@ -20,8 +21,8 @@ def read(path: str, columns: Sequence[str], engine: str = "c") -> pd.DataFrame:
 
 
 def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:
-    """The genre summary of every row, read with the C parser."""
-    return transforms.genre_summary(read(path, SUMMARY_INPUT))
+    """The genre summary's statistics that merge, of every row, read with the C parser."""
+    return genre_summary(read(path, inputs(MERGEABLE)), MERGEABLE)
 
 
 def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -38,7 +39,7 @@ def organise(df: pd.DataFrame, out_dir: str) -> tuple[pd.DataFrame, pd.DataFrame
     reasons = transforms.invalid_reasons(df)
     clean = transforms.drop_duplicate_tracks(transforms.split_valid(df, reasons))
     write_tracks(clean, f"{out_dir}/tracks")
-    summary_, top = transforms.genre_summary(clean), transforms.top_tracks(clean, TOP)
-    write_csv(summary_, str(Path(out_dir, "genre_summary.csv")))
-    write_csv(top, str(Path(out_dir, "top_tracks.csv")))
+    summary_, top = genre_summary(clean), transforms.top_tracks(clean, TOP)
+    write_csv(summary_, str(Path(out_dir, SUMMARY_CSV)))
+    write_csv(top, str(Path(out_dir, TOP_CSV)))
     return summary_, top

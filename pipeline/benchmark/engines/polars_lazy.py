@@ -17,36 +17,39 @@ import polars as pl
 
 from pipeline import schema
 from pipeline.benchmark.engines import TOP
-from pipeline.schema import GENRE, MEAN_COLUMNS, SUMMARY_INPUT, TOP_COLUMNS, TRACK_ID
+from pipeline.schema import GENRE, TOP_COLUMNS, TRACK_ID
+from pipeline.summary import MERGEABLE, SUMMARY, Stat, inputs
 
 _TYPES = {"str": pl.String, "int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}
+# Every kind of statistic (pipeline.summary.KINDS) as a Polars expression of its column.
+EXPRESSIONS = {
+    "count": lambda c: pl.len(),
+    "distinct": lambda c: pl.col(c).drop_nulls().n_unique(),  # a missing value is none
+    "share": lambda c: pl.col(c).mean(),
+    "mean": lambda c: pl.col(c).mean(),
+    "min": lambda c: pl.col(c).min(),
+    "max": lambda c: pl.col(c).max(),
+    "median": lambda c: pl.col(c).median(),
+}
 
 
 def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:
-    """The genre summary of every row (empty artists are null and not counted, as in pandas)."""
-    types = {c: _TYPES[schema.BY_NAME[c].kind] for c in SUMMARY_INPUT}
-    frame = pl.scan_csv(path, schema_overrides=types).select(SUMMARY_INPUT)
-    return _summary(frame).collect().to_pandas().astype(_COUNTS)
+    """The genre summary's statistics that merge, of every row."""
+    names = inputs(MERGEABLE)
+    types = {c: _TYPES[schema.BY_NAME[c].kind] for c in names}
+    frame = pl.scan_csv(path, schema_overrides=types).select(names)
+    return _pandas(_summary(frame, MERGEABLE).collect(), MERGEABLE)
 
 
-_COUNTS = {"tracks": "int64", "unique_artists": "int64"}
+def _summary(frame: pl.LazyFrame, stats: tuple[Stat, ...] = SUMMARY) -> pl.LazyFrame:
+    aggregations = (EXPRESSIONS[s.kind](s.column).alias(s.name) for s in stats)
+    return frame.group_by(GENRE).agg(*aggregations).sort(GENRE)
 
 
-def _summary(frame: pl.LazyFrame) -> pl.LazyFrame:
-    pop = pl.col("popularity")
-    return (
-        frame.group_by(GENRE)
-        .agg(
-            pl.len().alias("tracks"),
-            pl.col("artists").drop_nulls().n_unique().alias("unique_artists"),
-            pl.col("explicit").mean().alias("explicit_share"),
-            pop.mean().alias("popularity_mean"),
-            pop.min().alias("popularity_min"),
-            pop.max().alias("popularity_max"),
-            *(pl.col(c).mean().alias(f"{c}_mean") for c in MEAN_COLUMNS),
-        )
-        .sort(GENRE)
-    )
+def _pandas(frame: pl.DataFrame, stats: tuple[Stat, ...] = SUMMARY) -> pd.DataFrame:
+    """As pandas, counts as int64 (Polars counts in 32 bits)."""
+    counts = {s.name: "int64" for s in stats if s.kind in ("count", "distinct")}
+    return frame.to_pandas().astype(counts)
 
 
 def _rules() -> pl.Expr:
@@ -84,4 +87,4 @@ def full(path: str, out_dir: str, phases: dict[str, float]) -> tuple[pd.DataFram
     clean.lazy().sink_parquet(pl.PartitionBy(out / "tracks", key=GENRE, include_key=False))
     summary_.write_csv(out / "genre_summary.csv")
     top.write_csv(out / "top_tracks.csv")
-    return summary_.to_pandas().astype(_COUNTS), top.to_pandas().astype({"rank": "int64"})
+    return _pandas(summary_), top.to_pandas().astype({"rank": "int64"})

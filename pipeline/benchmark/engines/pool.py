@@ -1,9 +1,11 @@
 """The approach this project replaces: CSV chunks mapped over a ``multiprocessing.Pool``.
 
 The parent parses the CSV in chunks (``pd.read_csv(chunksize=...)``) and sends each chunk to
-one of ``os.cpu_count()`` worker processes, which return its additive partial (per genre:
-rows, sums, minimum and maximum, and the distinct artists); the parent merges the partials.
-Summary only: the old script did no cleaning or deduplication.
+one of ``os.cpu_count()`` worker processes, which return its partial (per genre, the
+primitives of the summary's statistics that merge: rows, sums, counts, minimum and maximum,
+the distinct artists); the parent merges the partials. The kernels are the pipeline's own
+(:mod:`pipeline.summary`), so what differs is the architecture: one parser, chunks pickled to
+the workers. Summary only: the old script did no cleaning or deduplication.
 """
 
 from __future__ import annotations
@@ -14,48 +16,17 @@ import os
 import pandas as pd
 
 from pipeline import schema
-from pipeline.schema import GENRE, MEAN_COLUMNS, SUMMARY_INPUT
+from pipeline.summary import MERGEABLE, finish, inputs, merge, partial
 
 CHUNK_ROWS = 100_000  # the old script used 1,000, which mostly measured pickling
-_SUMMED = ["explicit", "popularity", *MEAN_COLUMNS]
-
-
-def process_chunk(chunk: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One chunk's partial: per-genre rows, sums, min and max; its (genre, artists) pairs."""
-    by_genre = chunk.groupby(GENRE)
-    stats = (
-        by_genre[_SUMMED]
-        .sum()
-        .assign(
-            rows=by_genre.size(),
-            popularity_min=by_genre["popularity"].min(),
-            popularity_max=by_genre["popularity"].max(),
-        )
-    )
-    return stats, chunk[[GENRE, "artists"]].dropna().drop_duplicates()
 
 
 def summary(path: str, phases: dict[str, float]) -> pd.DataFrame:
-    """The genre summary of every row: chunks parsed here, aggregated in a process pool."""
-    dtypes = {c: schema.PANDAS_DTYPES[c] for c in SUMMARY_INPUT}
-    chunks = pd.read_csv(path, usecols=list(SUMMARY_INPUT), dtype=dtypes, chunksize=CHUNK_ROWS)
+    """The genre summary's statistics that merge, of every row: chunks parsed here,
+    aggregated in a process pool."""
+    names = inputs(MERGEABLE)
+    dtypes = {c: schema.PANDAS_DTYPES[c] for c in names}
+    chunks = pd.read_csv(path, usecols=list(names), dtype=dtypes, chunksize=CHUNK_ROWS)
     with multiprocessing.Pool(os.cpu_count()) as pool:
-        parts = list(pool.imap(process_chunk, chunks))
-    by_genre = pd.concat([stats for stats, _ in parts]).groupby(level=0)
-    stats = by_genre.sum().assign(
-        popularity_min=by_genre["popularity_min"].min(),
-        popularity_max=by_genre["popularity_max"].max(),
-    )
-    pairs = pd.concat([pairs for _, pairs in parts]).drop_duplicates()
-    out = pd.DataFrame(
-        {
-            "tracks": stats["rows"],
-            "unique_artists": pairs.groupby(GENRE).size().reindex(stats.index, fill_value=0),
-            "explicit_share": stats["explicit"] / stats["rows"],
-            "popularity_mean": stats["popularity"] / stats["rows"],
-            "popularity_min": stats["popularity_min"],
-            "popularity_max": stats["popularity_max"],
-            **{f"{c}_mean": stats[c] / stats["rows"] for c in MEAN_COLUMNS},
-        }
-    )
-    return out.rename_axis(GENRE).reset_index().sort_values(GENRE, ignore_index=True)
+        parts = list(pool.imap(partial, chunks))  # the old script's process_chunk
+    return finish(merge(pd.concat(parts, ignore_index=True)))
