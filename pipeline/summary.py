@@ -207,19 +207,47 @@ def finish(
 
 def whole(df: pd.DataFrame, by: str = GENRE, stats: Sequence[Stat] = SUMMARY) -> pd.DataFrame:
     """The summary of ``df`` whose groups are all whole in it: the primitives of one group-by,
-    finished, and the exact medians per group (pandas' group-by median: it selects the middle
-    values of each group without sorting it, releasing Python's lock)."""
+    finished, and the statistics that need whole groups (:func:`medians`)."""
     table = _keyed(df, by, stats)
     holistic = [s for s in stats if not s.merges]
-    medians = None
-    if holistic:
-        codes = pc.dictionary_encode(table[by]).combine_chunks()
-        values = {s.name: table[s.column].to_numpy() for s in holistic}
-        grouped = pd.DataFrame(values).groupby(codes.indices.to_numpy(), sort=False).median()
-        keys = codes.dictionary.take(pa.array(grouped.index.to_numpy()))
-        medians = grouped.set_axis(pd.Index(keys.to_numpy(zero_copy_only=False), name=by))
     parts = table.group_by(by, use_threads=False).aggregate(_aggregations(stats))
-    return finish(parts.to_pandas(types_mapper=pd.ArrowDtype), by, stats, medians)
+    found = medians(table, by, holistic, parts.num_rows) if holistic else None
+    return finish(parts.to_pandas(types_mapper=pd.ArrowDtype), by, stats, found)
+
+
+LARGE_GROUP = 512  # rows: above it, selecting in each group's slice beats pandas' group-by
+
+
+def medians(table: pa.Table, by: str, stats: Sequence[Stat], groups: int) -> pd.DataFrame:
+    """The exact median per group of each statistic's column, indexed by the key (missing
+    values left out); ``groups``: how many keys ``table`` holds. Each group's rows side by
+    side, in large groups (as the genre gather leaves them): numpy's selection in each group's
+    slice, else pandas' group-by median (2.3x slower on the genres of a gathered partition,
+    faster for many small groups); both select without sorting, outside Python's lock."""
+    runs = pc.run_end_encode(table[by].combine_chunks())
+    if len(runs.values) == groups and len(table) >= LARGE_GROUP * groups:
+        ends = runs.run_ends.to_numpy().tolist()
+        bounds = list(zip([0, *ends][:-1], ends, strict=True))
+        keys = runs.values.to_numpy(zero_copy_only=False)
+        values = {s.name: [_median(table[s.column], a, b) for a, b in bounds] for s in stats}
+        return pd.DataFrame(values, index=pd.Index(keys, name=by))
+    encoded = pc.dictionary_encode(table[by]).combine_chunks()
+    columns = {s.name: table[s.column].to_numpy() for s in stats}
+    grouped = pd.DataFrame(columns).groupby(encoded.indices.to_numpy(), sort=False).median()
+    keys = encoded.dictionary.take(pa.array(grouped.index.to_numpy(), pa.int32()))
+    return grouped.set_axis(pd.Index(keys.to_numpy(zero_copy_only=False), name=by))
+
+
+def _median(column: pa.ChunkedArray, start: int, end: int) -> float:
+    """The exact median of ``column[start:end]`` (NaN when it holds no value)."""
+    values = column.slice(start, end - start)
+    values = (values.drop_null() if values.null_count else values).to_numpy()
+    n, half = len(values), len(values) // 2
+    if n == 0:
+        return float("nan")
+    selected = np.partition(values, half)  # one selection, and the largest below it: 3x
+    upper = selected[half]  # faster on floats than selecting both middle values
+    return float(upper if n % 2 else (selected[:half].max() + upper) / 2)
 
 
 # -- any frame ----------------------------------------------------------------------------------
