@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipeline import publish, summary, transforms
+from pipeline import publish, schema, summary, transforms
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -78,8 +78,8 @@ SUMMARY_CSV, TOP_CSV, TRACKS_DIR, REJECTED_CSV = (
 OUTPUTS: tuple[Output, ...] = (
     Output(
         SUMMARY_CSV,
-        "one row per genre, sorted by `track_genre`, with the statistics of "
-        "[the summary's columns](#the-summarys-columns)",
+        "one row per genre, sorted by `track_genre`, then one column per statistic of "
+        "`pipeline.summary.SUMMARY` (counts, shares, means, minimum, maximum, exact medians)",
         lambda g: summary.genre_summary(g.unique, whole_groups=True),
         _csv(SUMMARY_CSV),
         _csv_written(SUMMARY_CSV),
@@ -87,17 +87,16 @@ OUTPUTS: tuple[Output, ...] = (
     ),
     Output(
         TOP_CSV,
-        "the `--top` most popular tracks per genre: "
-        "`track_genre, rank, track_id, track_name, artists, popularity`; by genre, popularity "
-        "descending, ties by `track_id`; rank from 1",
+        f"the `--top` most popular tracks per genre: `{', '.join(schema.TOP_COLUMNS)}`; by "
+        "genre, popularity descending, ties by `track_id`; rank from 1",
         lambda g: transforms.top_tracks(g.unique, g.top),
         _csv(TOP_CSV),
         _csv_written(TOP_CSV),
     ),
     Output(
         TRACKS_DIR,
-        "every kept row as Parquet, hive-partitioned by genre "
-        "(`tracks/track_genre=jazz/part-00003.parquet`)",
+        "every kept row as Parquet (zstd), hive-partitioned by genre, one file per genre: "
+        "`tracks/track_genre=jazz/part-00003.parquet`",
         lambda g: g.unique.map_partitions(
             publish.write_tracks,
             f"{g.work}/tracks",
@@ -112,7 +111,8 @@ OUTPUTS: tuple[Output, ...] = (
     ),
     Output(
         REJECTED_CSV,
-        "every input row that was not kept: its file, `line`, `reason` and raw fields",
+        "every input row that was not kept: `file, line, reason, index`, the 20 fields as "
+        "written, `extra` (fields beyond the header's count)",
         lambda g: g.tracks.rejected,
         _csv(REJECTED_CSV),
         _csv_written(REJECTED_CSV),
@@ -121,4 +121,18 @@ OUTPUTS: tuple[Output, ...] = (
 )
 # Written last, by the run: the manifest once every output is verified, then _SUCCESS.
 MANIFEST, SUCCESS = "manifest.json", "_SUCCESS"
-CONTRACT: tuple[str, ...] = (*(o.name for o in OUTPUTS), MANIFEST, SUCCESS)
+SEALS = {
+    MANIFEST: "input files and bytes, partitions, cluster, per worker its memory limit, peak "
+    "memory and MB spilled, workers lost, rows read / kept / rejected / duplicates dropped, "
+    "genres, engine, versions, config, per-stage seconds, start and end time",
+    SUCCESS: "written last: without it the directory is not a complete output",
+}
+CONTRACT: tuple[str, ...] = (*(o.name for o in OUTPUTS), *SEALS)
+
+
+def markdown_table() -> str:
+    """Every file of a complete output as a Markdown table (the README and the docs)."""
+    rows = ["| path | content |", "| --- | --- |"]
+    rows += [f"| `{o.shown}` | {o.about} |" for o in OUTPUTS]
+    rows += [f"| `{name}` | {about} |" for name, about in SEALS.items()]
+    return "\n".join(rows)
