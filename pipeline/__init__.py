@@ -2,10 +2,11 @@
 
 The same functions the CLI uses, for notebooks and scripts::
 
-    from pipeline import read_tracks, drop_duplicate_tracks, genre_summary, top_tracks
+    from pipeline import read_tracks, drop_duplicate_tracks, genre_summary, summarise
 
     tracks = read_tracks("data/dataset.csv")  # Dask DataFrames: tracks.clean, tracks.rejected
     genre_summary(drop_duplicate_tracks(tracks.clean)).compute()
+    summarise(tracks.clean, by="artists", split_out=4).compute()  # the same statistics, any key
     tracks.clean.groupby("artists")["popularity"].mean().compute()  # any groupby of your own
 
     from pipeline import Config, run_pipeline, generate_tracks

@@ -244,9 +244,9 @@ def block_data(block: Block) -> Iterator[memoryview]:
     """The bytes of a block, as UTF-8: whole lines, from the line after the first line end at
     or after its offset to the first line end at or after its end (as fsspec's ``read_block``).
 
-    A local UTF-8 file is memory-mapped, so the parser reads the page cache directly: copying
-    a 48 MiB block into fresh memory cost 28 ms of the 170 ms its summary takes. Other files
-    are read (and transcoded to UTF-8). The view is valid inside the ``with`` only.
+    A local UTF-8 file is memory-mapped, so the parser reads the page cache directly without a
+    copy (docs/design.md); other files are read (and transcoded to UTF-8). The view is valid
+    inside the ``with`` only.
     """
     fs, path = filesystem(block.path, block.storage_options)
     if not (is_local(fs) and is_utf8_name(block.encoding)):

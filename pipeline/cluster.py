@@ -62,14 +62,14 @@ def local_cluster(cfg: Config) -> LocalCluster:
     starts (killed, or out of memory), which Dask reports as "Nanny failed to start".
 
     Its dashboard listens from the start and builds its pages on the first visit
-    (:func:`pages_on_first_visit`): Dask would import Bokeh for them before the first task
-    (0.3 s of a run's CPU, holding Python's lock), which a run nobody watches does not need.
+    (:func:`pages_on_first_visit`): Dask would import Bokeh for them before the first task,
+    holding Python's lock, which a run nobody watches does not need (docs/monitoring.md).
     """
     attempt = 1
     while True:
         try:
             # one block per thread at a time: Dask would hand a worker a third block to parse
-            # before the first one is sorted, and hold all three (memory; README, Design)
+            # before the first one is sorted, and hold all three (docs/design.md, Defaults)
             with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
                 cluster = LocalCluster(
                     n_workers=cfg.workers,

@@ -12,7 +12,7 @@ DEFAULT_INPUT = Path("data/dataset.csv")
 MIB = 1 << 20
 BLOCK_CAP = 48 * MIB  # the largest default block
 BLOCK_FLOOR = 16 * MIB  # more than one block per thread only while blocks stay this large
-# A worker's memory, measured (README, Larger than memory): about WORKER_BASE for Python, the
+# A worker's memory (measured: docs/larger-than-memory.md): about WORKER_BASE for Python, the
 # libraries and the allocators' pools, plus BLOCK_FACTOR times the block for each thread;
 # it must stay under the share of its limit at which Dask pauses the worker.
 WORKER_BASE = 300 * MIB
@@ -107,11 +107,8 @@ class Config:
     ) -> int:
         """Bytes per block: the configured size, or enough blocks to keep every thread busy
         (four per thread, fewer while blocks would be below 16 MiB, at least one) without
-        blocks above 48 MiB. The cap keeps the peak memory flat with input size (measured:
-        610 / 690 / 726 MB at 2M / 10M / 20M rows; with 64 MiB 610 / 843 / 823 MB, about 8%
-        faster). The floor spares small inputs the per-block costs (measured, the work of a
-        run: 114,000 rows 0.45-0.57 s in 2 blocks against 0.72-0.82 s in 8; 500,000 rows
-        0.92-0.95 s in 4 against 1.00-1.25 s in 8 and 0.95-1.22 s in 2).
+        blocks above 48 MiB. The cap keeps the peak memory flat with input size; the floor
+        spares small inputs the per-block costs (both measured: docs/design.md, Defaults).
 
         ``worker``: the (memory limit, threads) of the most constrained worker; blocks are then
         no larger than fits it (:meth:`largest_block_for`)."""

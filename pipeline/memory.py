@@ -27,11 +27,7 @@ def release_arrow_memory() -> None:
     """Give the memory Arrow's allocator (mimalloc) keeps after a task's tables are freed back
     to the system; called at the end of the tasks that allocate the most (scatter, gather,
     write_tracks). Dask counts that kept memory as the worker's, and a worker with a memory
-    limit spills for it and pauses on it, maybe forever: 11.5M rows on one worker of 600 MiB,
-    without it after gather and write_tracks 2 of 6 runs stopped after 60 s paused (peak
-    500-520 MB, 0.9-2.9 GB spilled), with it 7 of 7 finished (peak 423-465 MB, 0-21 MB
-    spilled). Without a limit: 2M rows, peak 534 -> 457 MB from the release after scatter
-    (README, Design and Larger than memory)."""
+    limit spills for it and pauses on it, maybe forever (measured: docs/larger-than-memory.md)."""
     import pyarrow as pa  # here: the module is read before any engine's imports
 
     pa.default_memory_pool().release_unused()
@@ -42,10 +38,9 @@ def imports_frozen(enabled: bool = True) -> Iterator[None]:
     """Run the block (a process's imports of pandas, pyarrow, Dask and distributed) with
     Python's cyclic garbage collector paused, then freeze every object alive: the collector
     walks the hundreds of thousands of objects those imports create again and again while they
-    are made (0.17-0.25 s of a 0.9-1.5 s ``import pipeline.run``, 3 runs: 277 young, 25 middle
-    and 2 full collections), and never again once they are frozen (the collection at exit
-    included). For a process's entry point only (``enabled``): freezing keeps the caller's
-    objects out of every later collection too."""
+    are made, and never again once they are frozen, at exit included (docs/performance.md).
+    For a process's entry point only (``enabled``): freezing keeps the caller's objects out of
+    every later collection too."""
     if not enabled:
         yield
         return

@@ -75,6 +75,7 @@ SUMMARY_CSV, TOP_CSV, TRACKS_DIR, REJECTED_CSV = (
     "tracks",
     "rejected_rows.csv",
 )
+#: The run's outputs, in the order the report names them.
 OUTPUTS: tuple[Output, ...] = (
     Output(
         SUMMARY_CSV,

@@ -2,7 +2,7 @@
 
 Locally: a staging directory beside the output, swapped in by two renames, under a lock.
 Object stores have neither renames nor locks: the old output loses its _SUCCESS first, then
-its objects; the staged objects are copied into place, _SUCCESS last (README: Object storage).
+its objects; the staged objects are copied into place, _SUCCESS last (docs/object-storage.md).
 The Parquet files of ``tracks/`` are written by Dask tasks; every such file is named by what
 it holds, so a task that Dask runs again writes the same bytes under the same name.
 """
@@ -36,10 +36,8 @@ from pipeline.storage import (
 )
 from pipeline.transforms import arrow_table, genre_groups
 
-# Chosen by measurement on the 10M-row dataset (README, Design): dictionary encoding for every
-# column but the nearly unique track_id, zstd level 1: 457 MB (Polars' dataset: 468 MB; with
-# dictionaries for the text columns only 540 MB, and 725 MB with snappy too), no more write
-# CPU, and the read workload's queries 0.54 s instead of 0.66 s (Polars' dataset: 0.48 s).
+# Dictionary encoding for every column but the nearly unique track_id, zstd level 1: the
+# smallest dataset and the fastest queries for no more write CPU (measured: docs/design.md).
 _PLAIN = ("track_id",)
 _COMPRESSION = {"compression": "zstd", "compression_level": 1}
 WRITTEN_META = pd.DataFrame(
@@ -66,7 +64,7 @@ def write_tracks(
     (genre, path, rows).
 
     One ``pq.write_table`` per file: unlike ``pyarrow.dataset.write_dataset``, calls from
-    several threads at once run in parallel (measured: 1.7x on 2 threads, write_dataset 1.0x).
+    several threads at once run in parallel (measured: docs/design.md).
     """
     number = partition_info["number"] if partition_info else 0
     # plain Arrow types, no pandas metadata: each reader gets its own default types back
@@ -85,8 +83,7 @@ def write_tracks(
 
 def count_parquet_rows(root: str | Path, storage_options: StorageOptions | None = None) -> int:
     """Rows in the Parquet files under ``root``, from their footers one file at a time
-    (``pyarrow.dataset`` holds every file's metadata at once: measured 520 MB and 1.7 s for
-    10,000 files, against a process of 85 MB and 0.65 s)."""
+    (``pyarrow.dataset`` would hold every file's metadata at once: docs/design.md)."""
     fs, root = filesystem(root, storage_options)
     if not fs.exists(root):
         return 0

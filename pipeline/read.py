@@ -120,8 +120,8 @@ def parse_columns(
     ``chunk_size`` bytes of text, or None when a line has the wrong number of fields or a value
     does not convert (text that is not UTF-8 included: Arrow checks the text columns it reads).
 
-    Chunks of a few MiB parse faster than one chunk of the whole block (measured on 48 MiB:
-    90 ms in 4 MiB chunks, 103 ms in one), their text staying in the CPU's cache.
+    Chunks of a few MiB parse faster than one chunk of the whole block, their text staying in
+    the CPU's cache (measured: docs/design.md).
     """
     wrong_width: list[int] = []
 
@@ -160,7 +160,7 @@ def _without_header(data: memoryview, block: Block) -> memoryview:
 
 
 def _has_nul(data: memoryview) -> bool:
-    """Is there a NUL byte anywhere in the block? (one pass: 1.3 ms for 48 MiB)"""
+    """Is there a NUL byte anywhere in the block? (one pass over the bytes)"""
     return len(data) > 0 and np.frombuffer(data, np.uint8).min() == 0
 
 

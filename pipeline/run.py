@@ -315,11 +315,8 @@ def warn_if_exposed(cfg: Config) -> None:
 
 def exit_process(code: int) -> NoReturn:
     """End the process with ``code`` without the garbage collection Python runs over every
-    object it tracks when it exits. Freezing the libraries' objects after the imports
-    (``memory.imports_frozen``) took the exit after a 114,000-row run from 0.37-0.46 s to
-    0.08 s; freezing the run's own objects here takes it to 0.05 s (at 2M rows 0.11 -> 0.07 s;
-    medians of 5 and 3 runs). Everything else of an exit still happens: atexit handlers,
-    flushing, waiting for threads."""
+    object it tracks when it exits (0.4 s after a small run: docs/performance.md); everything
+    else of an exit still happens: atexit handlers, flushing, waiting for threads."""
     gc.freeze()
     sys.exit(code)
 

@@ -8,9 +8,8 @@ block, so a task that Dask runs again writes the same bytes under the same name.
 last block, one small task shares the genres out to the gather tasks, largest first to the
 least loaded; each gather task reads only its genres' batches, block by block in file order,
 and keeps the first row of every track. The result is a Dask DataFrame with each genre whole in
-one partition. Dask's own ``DataFrame.shuffle(on="track_genre")`` took twice the time with its
-p2p method and 2.6 or 4.4 times the memory (p2p, tasks) for 10 million rows:
-``python -m pipeline.benchmark.choices`` and README, Design.
+one partition. Dask's own ``DataFrame.shuffle(on="track_genre")`` took more time and several
+times the memory (``python -m pipeline.benchmark.choices``; docs/design.md).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from pipeline.schema import GENRE, TRACK_ID
 from pipeline.storage import StorageOptions, atomic_file, filesystem, is_local
 from pipeline.transforms import arrow_table, first_occurrences, genre_parts
 
-SCATTER_PARTS = 4  # copies a block is sorted by genre in (measured: README, Design)
+SCATTER_PARTS = 4  # copies a block is sorted by genre in (measured: docs/design.md)
 PIECES_META = pd.DataFrame(
     {
         GENRE: pd.Series(dtype="object"),
@@ -52,8 +51,7 @@ def scatter(
     (each genre in record batches of its own); return where each genre's rows are in it:
     genre, block, path, first batch, batches, rows. ``partition_info`` (from Dask) numbers the
     block. Repeated (track_id, genre) pairs are all written: the gather drops them, within a
-    block as across blocks (dropping them here as well hashed every track_id twice: a 41 MiB
-    block took 78-92 ms of CPU here, 96-98 ms before)."""
+    block as across blocks (dropping them here as well would hash every track_id twice)."""
     block = partition_info["number"] if partition_info else 0
     path = f"{root}/{block:06d}.arrow"
     table = arrow_table(clean)
@@ -105,7 +103,7 @@ def gather(
             for path in pieces["path"].unique()
         }
         # one sort, plain tuples: a pandas group-by, sort and itertuples per genre cost about
-        # 1 ms each under Python's lock (2M rows: 53-63 -> 43-45 ms of CPU per gather task)
+        # 1 ms each under Python's lock (docs/performance.md)
         ordered = pieces.sort_values([GENRE, "block"], kind="stable")
         listed = ordered[[GENRE, "path", "batch", "batches"]].itertuples(index=False, name=None)
         for _, runs in itertools.groupby(listed, key=lambda piece: piece[0]):
