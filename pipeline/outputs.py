@@ -112,8 +112,8 @@ OUTPUTS: tuple[Output, ...] = (
     ),
     Output(
         REJECTED_CSV,
-        "every input row that was not kept: `file, line, reason, index`, the 20 fields as "
-        "written, `extra` (fields beyond the header's count)",
+        f"every input row that was not kept: `file, line, reason, index`, the {len(schema.NAMES)} "
+        "fields as written, `extra` (fields beyond the header's count)",
         lambda g: g.tracks.rejected,
         _csv(REJECTED_CSV),
         _csv_written(REJECTED_CSV),
