@@ -6,10 +6,13 @@ import asyncio
 import ipaddress
 import json
 import logging
+import posixpath
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,9 @@ from distributed.security import Security
 from distributed.versions import VersionMismatchWarning, scheduler_relevant_packages
 from tornado import web
 
-from pipeline.config import Config, InputError, largest_block
+from pipeline.config import Config, InputError, RunError, largest_block
 from pipeline.memory import peak_rss_mb
+from pipeline.storage import StorageOptions, filesystem, remove_tree
 
 log = logging.getLogger("pipeline")
 PACKAGE = "genre-pipeline"  # tasks call its functions: the workers need the same version
@@ -89,8 +93,13 @@ def local_cluster(cfg: Config) -> LocalCluster:
                     **({} if cfg.processes else {"worker_class": PagelessWorker}),
                 )
         except RuntimeError as err:
-            if "failed to start" not in str(err) or attempt == STARTS:
+            if "failed to start" not in str(err):
                 raise
+            if attempt == STARTS:
+                raise RunError(
+                    f"the local cluster's worker processes died while it started, {STARTS} times "
+                    "(killed, or out of memory: see --memory-limit)"
+                ) from err
             attempt += 1
             log.warning("warning: a worker process died while the cluster started; starting again")
             continue
@@ -270,6 +279,87 @@ def unencrypted_remote(address: str) -> bool:
         return host != "localhost"
 
 
+def check_shared_storage(
+    client: Client, stage: str, inputs: list[str], storage_options: StorageOptions
+) -> None:
+    """Before the first task on a cluster we did not start: every worker must see the input
+    files as this machine does (one in each directory, by its size) and write where the run
+    writes (its staging directory, beside the output) so that this machine reads what it
+    wrote; otherwise one line, exit 2. A few bytes per worker, removed again."""
+    sizes = {path: _size(path, storage_options) for path in _one_per_directory(inputs)}
+    probes, token = f"{stage}/_probe", uuid.uuid4().hex
+    answers = client.run(_probe, probes, sizes, dict(storage_options), token, on_error="return")
+    problems = [_read_back(a, answer, token, storage_options) for a, answer in answers.items()]
+    client.run(remove_tree, probes, dict(storage_options), on_error="ignore")
+    if problem := next((p for p in sorted(problems, key=str) if p), None):
+        raise InputError(
+            f"the workers of the cluster at {client.scheduler.address} do not share this "
+            f"machine's storage: {problem}; put the input and --output on storage that every "
+            "worker and this machine reach under the same name (s3://..., a shared filesystem)"
+        )
+
+
+def _one_per_directory(paths: list[str]) -> list[str]:
+    first: dict[str, str] = {}
+    for path in paths:
+        first.setdefault(posixpath.dirname(path), path)
+    return list(first.values())
+
+
+def _size(path: str, storage_options: StorageOptions) -> int:
+    fs, path = filesystem(path, storage_options)
+    return int(fs.size(path))
+
+
+@dataclass(frozen=True)
+class Probed:
+    """A worker's answer to :func:`_probe`: the file it wrote, or what it cannot do."""
+
+    wrote: str = ""
+    problem: str = ""
+
+
+def _probe(probes: str, sizes: dict[str, int], options: dict, token: str, dask_worker) -> Probed:
+    """Runs on a worker (``client.run`` passes ``dask_worker``)."""
+    address = dask_worker.address
+    for path, size in sizes.items():
+        try:
+            seen = _size(path, options)
+        except OSError:
+            return Probed(problem=f"worker {address} does not see the input {path}")
+        if seen != size:
+            return Probed(problem=f"worker {address} sees {path} with {seen} bytes, not {size}")
+    target = f"{probes}/{uuid.uuid4().hex}"
+    fs, path = filesystem(target, options)
+    try:
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        fs.pipe_file(path, f"{token} {address}".encode())
+    except OSError as err:
+        return Probed(problem=f"worker {address} cannot write to {probes} ({err})")
+    return Probed(wrote=target)
+
+
+def _read_back(
+    address: str, probed: Probed | Exception, token: str, storage_options: StorageOptions
+) -> str:
+    """What is wrong with a worker's answer: its problem, or a file this machine does not read
+    as the worker wrote it; empty when nothing is (or the worker was lost as it was asked)."""
+    if isinstance(probed, OSError):  # CommClosedError: lost; Dask runs nothing on it
+        return ""
+    if isinstance(probed, Exception):
+        return f"worker {address} could not run the check ({type(probed).__name__}: {probed})"
+    if probed.problem:
+        return probed.problem
+    fs, path = filesystem(probed.wrote, storage_options)
+    try:
+        found = fs.cat_file(path)
+    except OSError:
+        found = b""
+    if found != f"{token} {address}".encode():
+        return f"worker {address} wrote {probed.wrote}, and this machine does not find it there"
+    return ""
+
+
 def describe(client: Client) -> str:
     """``2 workers x 1 threads`` for a client's cluster."""
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
@@ -287,8 +377,9 @@ def tightest_worker(client: Client) -> tuple[int, int] | None:
 
 def worker_memory(client: Client) -> dict[str, dict[str, float | None]]:
     """Per worker: its memory limit, its process's peak resident memory and the bytes it
-    spilled to disk, in MB (for threads in our own process, the peak is the whole process's)."""
-    return client.run(_worker_memory)
+    spilled to disk, in MB (for threads in our own process, the peak is the whole process's).
+    Only the workers alive answer: one lost as it is asked is left out."""
+    return client.run(_worker_memory, on_error="ignore")
 
 
 def _worker_memory(dask_worker) -> dict[str, float | None]:

@@ -24,6 +24,11 @@ class InputError(Exception):
     """Bad input or usage: the CLI prints the message as one line and exits 2."""
 
 
+class RunError(Exception):
+    """The run could not finish for a reason outside the input (its cluster, say): the CLI
+    prints the message as one line and exits 1."""
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings of one run; invalid values raise ``ValueError`` naming the value."""

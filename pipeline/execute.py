@@ -4,9 +4,14 @@
     checked -> outputs written into the staging directory and verified -> manifest, _SUCCESS
     -> published
 
-:class:`Seams` says how a run obtains its cluster and how its compute is observed: the
-command uses the defaults, the benchmark its own (to time the cluster's start and stop, to
-record the task stream), without patching the pipeline's functions.
+:class:`Seams` says how a run obtains its cluster, how its compute is observed and who hears
+of its progress: the command uses the defaults, the benchmark its own (to time the cluster's
+start and stop, to record the task stream), the fault tests theirs (to stop a worker at a
+chosen phase), without patching the pipeline's functions.
+
+A worker may be lost at any moment: during the compute Dask runs its tasks again; after it, the
+run asks only the workers that are alive for facts, and a worker lost then is named in the
+manifest (or, once that is written, in one warning line).
 """
 
 from __future__ import annotations
@@ -24,12 +29,18 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from distributed import Client, performance_report
+from distributed import Client, KilledWorker, performance_report
 
 from pipeline import job, publish
 from pipeline.blocks import BadBytes, Plan, expand_input, plan_input
-from pipeline.cluster import connect, describe, tightest_worker, worker_memory
-from pipeline.config import Config, InputError
+from pipeline.cluster import (
+    check_shared_storage,
+    connect,
+    describe,
+    tightest_worker,
+    worker_memory,
+)
+from pipeline.config import Config, InputError, RunError
 from pipeline.outputs import MANIFEST, OUTPUTS, SUCCESS
 from pipeline.read import SplitInQuotes
 from pipeline.unpack import unpack_inputs
@@ -42,14 +53,26 @@ def unobserved(client: Client) -> AbstractContextManager[Any]:
     return nullcontext()
 
 
+def unheard(phase: str, client: Client) -> None:
+    """The default listener to a run's progress: none."""
+
+
+#: What a run has done when it tells :attr:`Seams.progress`, in order.
+PHASES = ("connected", "computed", "written", "sealed", "published")
+
+
 @dataclass(frozen=True)
 class Seams:
     """How a run obtains its cluster (a context manager that yields a Client and closes what
-    it started, on every path) and how its compute is observed (a context manager entered
-    just before the first task is submitted and left once the last result is gathered)."""
+    it started, on every path), how its compute is observed (a context manager entered just
+    before the first task is submitted and left once the last result is gathered) and who is
+    told each phase of :data:`PHASES` as the run reaches it (the cluster connected, every
+    result gathered, every output written and verified, the manifest and _SUCCESS written,
+    the output published)."""
 
     connect: Callable[[Config], AbstractContextManager[Client]] = connect
     observe: Callable[[Client], AbstractContextManager[Any]] = unobserved
+    progress: Callable[[str, Client], None] = unheard
 
 
 @dataclass(frozen=True)
@@ -102,8 +125,10 @@ def run(
         with seams.connect(cfg) as client:
             clock.seconds["cluster_start"] = time.perf_counter() - begin
             computed = compute(cfg, client, seams, tx.stage, paths, clock)
-            manifest = seal(cfg, computed, tx, clock)
+            manifest = seal(cfg, computed, tx, clock, lambda phase: seams.progress(phase, client))
             tx.publish()
+            seams.progress("published", client)
+            _warn_if_left(client, manifest["workers"])
             outcome = Outcome(computed.result, manifest)
             if published:
                 published(outcome, client)
@@ -128,10 +153,14 @@ def compute(
     cfg: Config, client: Client, seams: Seams, stage: str, paths: list[str], clock: Stopwatch
 ) -> Computed:
     """Compute every output in one graph on the client's cluster."""
+    before = _workers(client)
+    seams.progress("connected", client)
     cluster = describe(client)
     cfg.largest_block_for(tightest_worker(client))  # memory too small: refused before work
+    if cfg.scheduler:  # workers elsewhere: they must share the input's and the output's storage
+        check_shared_storage(client, stage, paths, cfg.storage_options)
     begin = time.perf_counter()
-    read, names = unpack_inputs(paths, f"{stage}/_input", cfg.storage_options)
+    read, names = unpack_inputs(paths, f"{stage}/{publish.UNPACKED}", cfg.storage_options)
     if names:
         clock.seconds["unpack"] = time.perf_counter() - begin
         log.info("unpacked   %s in %.1f s", ", ".join(names.values()), clock.seconds["unpack"])
@@ -139,11 +168,12 @@ def compute(
     log.info("input      %s (%s, %.1f MB)", cfg.input, _files(paths), plan.total_bytes / 1e6)
     log.info("partitions %d of up to %.1f MB", len(plan.blocks), plan.blocksize / 1e6)
     log.info("cluster    %s, dashboard %s", cluster, client.dashboard_link)
-    before = _workers(client)
     report = performance_report(cfg.report, mode="inline") if cfg.report else nullcontext()
-    with clock.stage("compute"), report:
+    with clock.stage("compute"), report:  # Dask's report skips a worker lost by then
         result, work, plan = _attempts(client, cfg, seams, stage, plan)
-    lost = sorted(before - _workers(client))
+    seams.progress("computed", client)
+    workers = worker_memory(client)  # those alive answer
+    lost = sorted(before - set(workers))
     if lost:
         log.warning(
             "warning: %d worker(s) left or were restarted during the run (killed, or out of "
@@ -155,7 +185,7 @@ def compute(
         "bytes": plan.total_bytes,
         "partitions": len(plan.blocks),
         "cluster": cluster,
-        "workers": worker_memory(client),
+        "workers": workers,
         "workers_lost": lost,
     }
     return Computed(result, work, facts)
@@ -163,6 +193,17 @@ def compute(
 
 def _workers(client: Client) -> set[str]:
     return set(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def _warn_if_left(client: Client, answered: Mapping[str, object]) -> None:
+    """After the publish: one line when workers that gave the manifest its facts have left
+    since (the outputs needed nothing more of them)."""
+    if left := set(answered) - _workers(client):
+        log.warning(
+            "warning: %d worker(s) left after the outputs were computed; the outputs are "
+            "complete (the manifest lists the workers as they were then)",
+            len(left),
+        )
 
 
 def _attempts(
@@ -237,39 +278,63 @@ def _compute(client: Client, collections: list, progress: bool) -> list:
     bar = threading.Thread(target=progress_bar, args=(futures,), daemon=True)  # till done
     if progress:
         bar.start()
-    paused_since = None
+    stalled = None
     while True:
         try:
             wait(futures, timeout=1)
             break
         except TimeoutError:
-            paused_since = _check_paused(client, paused_since)
-    results = client.gather(futures)
+            stalled = _check_stalled(client, stalled)
+    try:
+        results = client.gather(futures)
+    except KilledWorker as err:
+        raise RunError(
+            f"every worker that ran the task {err.task!r} died while running it "
+            f"({err.allowed_failures + 1} of them: killed, or out of memory: see --memory-limit); "
+            "nothing was published"
+        ) from err
     if progress:
         bar.join(timeout=5)
         print()
     return results
 
 
-PAUSED_TOO_LONG = 60.0  # seconds every worker may stay paused at its memory limit
+STALLED_TOO_LONG = 60.0  # seconds a cluster may stay without a worker that can run a task
 
 
-def _check_paused(client: Client, since: float | None) -> float | None:
-    """When every worker has been paused (memory above 80% of its limit) for
-    :data:`PAUSED_TOO_LONG` seconds, fail instead of waiting forever: memory that is not data
-    (Python, the libraries, the allocator) cannot be spilled, so such a pause never ends."""
+@dataclass(frozen=True)
+class Stall:
+    """Since when the cluster has had no worker that can run a task, and why."""
+
+    workers: str  # "paused" or "gone"
+    since: float
+
+
+def _check_stalled(client: Client, stall: Stall | None) -> Stall | None:
+    """Fail instead of waiting forever when, for :data:`STALLED_TOO_LONG` seconds, every
+    worker has been paused (memory above 80% of its limit: memory that is not data, Python's
+    and the libraries', cannot be spilled, so such a pause never ends) or the cluster has had
+    no worker at all (an existing cluster's workers gone; a local cluster's nannies start
+    theirs again at once)."""
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    if not workers or any(w.get("status") != "paused" for w in workers):
+    now = "gone" if not workers else "paused"
+    if workers and any(w.get("status") != "paused" for w in workers):
         return None
-    since = since or time.monotonic()
-    if time.monotonic() - since > PAUSED_TOO_LONG:
-        limit = min(w["memory_limit"] for w in workers)
-        raise InputError(
-            f"every worker has been paused at its memory limit ({limit / 2**20:.0f} MiB) for "
-            f"{PAUSED_TOO_LONG:.0f} s; give workers more memory (--memory-limit) or read smaller "
-            "partitions (--blocksize)"
+    if stall is None or stall.workers != now:
+        return Stall(now, time.monotonic())
+    if time.monotonic() - stall.since <= STALLED_TOO_LONG:
+        return stall
+    if now == "gone":
+        raise RunError(
+            f"every worker has left the cluster and none has joined for {STALLED_TOO_LONG:.0f} "
+            "s; nothing was published: start workers (dask worker SCHEDULER) and run again"
         )
-    return since
+    limit = min(w["memory_limit"] for w in workers)
+    raise InputError(
+        f"every worker has been paused at its memory limit ({limit / 2**20:.0f} MiB) for "
+        f"{STALLED_TOO_LONG:.0f} s; give workers more memory (--memory-limit) or read smaller "
+        "partitions (--blocksize)"
+    )
 
 
 # -- checks, writes and the manifest ------------------------------------------------------------
@@ -303,16 +368,21 @@ def write_outputs(result: job.JobResult, work: str, tx: publish.Transaction) -> 
 
 
 def seal(
-    cfg: Config, computed: Computed, tx: publish.Transaction, clock: Stopwatch
+    cfg: Config,
+    computed: Computed,
+    tx: publish.Transaction,
+    clock: Stopwatch,
+    progress: Callable[[str], None] = lambda phase: None,
 ) -> dict[str, Any]:
     """Check the result, write and verify every output in the staging directory, then the
-    manifest, then _SUCCESS; return the manifest."""
+    manifest, then _SUCCESS; return the manifest. ``progress`` hears "written" and "sealed"."""
     result = computed.result
     if result.rows == 0:
         raise InputError(f"{cfg.input}: has a header but no data rows")
     check_rejects(cfg, result)
     with clock.stage("write"):
         write_outputs(result, computed.work, tx)
+    progress("written")
     clock.seconds["total"] = time.perf_counter() - clock.start
     manifest = {
         **computed.facts,
@@ -333,6 +403,7 @@ def seal(
     }
     publish.write_json(manifest, tx.path(MANIFEST), cfg.storage_options)
     publish.write_text("", tx.path(SUCCESS), cfg.storage_options)
+    progress("sealed")
     return manifest
 
 

@@ -14,6 +14,8 @@ import sys
 import time
 import uuid
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import NoReturn
 
@@ -34,6 +36,7 @@ P_FAR_DUP = (
 REUSE_WINDOW = 8  # a shared track comes from one of the previous 8 genre blocks
 GENRE_POOL, SHARED_POOL, P_SHARED = 400, 2_000, 0.12  # bounded artist pools
 MAX_CHUNK_ROWS = 2_000_000  # a chunk's text must fit Arrow's 32-bit string offsets
+THREADS = 2  # chunks made at once (numpy and Arrow release Python's lock for much of it)
 HEADER = (",".join(FILE_COLUMNS) + "\n").encode()
 
 
@@ -436,12 +439,17 @@ def generate(
     artists = _artist_pool(seed)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "xb") as out:
+        with open(tmp, "xb") as out, ThreadPoolExecutor(THREADS) as pool:
             out.write(HEADER)
             step = min(chunk_rows, MAX_CHUNK_ROWS)
+            pending: deque[Future[pa.Array]] = deque()  # a few chunks ahead, written in order
             for start in range(0, rows, step):
                 stop = min(start + step, rows)
-                out.write(_buffer(_chunk(seed, start, stop, artists, line_breaks)))
+                pending.append(pool.submit(_chunk, seed, start, stop, artists, line_breaks))
+                if len(pending) > THREADS:
+                    out.write(_buffer(pending.popleft().result()))
+            while pending:
+                out.write(_buffer(pending.popleft().result()))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

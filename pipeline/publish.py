@@ -248,10 +248,14 @@ def _try_lock(file) -> bool:
     return True
 
 
+UNPACKED = "_input"  # in the staging directory: the plain copies of compressed inputs
+
+
 def keep_tracks(work: str, stage: str, storage_options: StorageOptions | None = None) -> None:
     """The final step of a run's writes: move the Parquet files of the attempt that completed
     (``work``) to ``stage``/tracks, without the temporary files of writes a killed worker left
-    behind, and remove every attempt's directory (scratch files and abandoned attempts)."""
+    behind, and remove every attempt's directory (scratch files and abandoned attempts) and
+    the plain copies of compressed inputs."""
     fs, work = filesystem(work, storage_options)
     stage = filesystem(stage, storage_options)[1]
     tracks = f"{work}/tracks"
@@ -261,8 +265,8 @@ def keep_tracks(work: str, stage: str, storage_options: StorageOptions | None = 
         for leftover in Path(tracks).rglob(".*.tmp"):
             leftover.unlink()
         os.rename(tracks, f"{stage}/tracks")
-    for attempt in fs.glob(f"{stage}/_attempt-*"):
-        fs.rm(attempt, recursive=True)
+    for scratch in [*fs.glob(f"{stage}/_attempt-*"), *fs.glob(f"{stage}/{UNPACKED}")]:
+        fs.rm(scratch, recursive=True)
 
 
 def publish(stage: str, output: str | Path, storage_options: StorageOptions | None = None) -> None:

@@ -23,7 +23,7 @@ with imports_frozen(__name__ == "__main__"):  # as the command only, not as a li
     from distributed import Client
 
     from pipeline.cluster import scheduler_address, unencrypted_remote
-    from pipeline.config import DEFAULT_INPUT, Config, InputError
+    from pipeline.config import DEFAULT_INPUT, Config, InputError, RunError
     from pipeline.execute import Outcome, Seams, run
     from pipeline.outputs import MANIFEST, OUTPUTS, SUMMARY_CSV
 
@@ -283,6 +283,11 @@ def main(argv: list[str] | None = None, seams: Seams | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; the previous output is untouched", file=sys.stderr)
         return 130
+    except RunError as err:
+        if args.verbose:
+            log.exception("run failed")
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except Exception as err:
         if args.verbose:
             log.exception("run failed")

@@ -15,7 +15,7 @@ from conftest import assert_frames_match, popen_run
 
 from pipeline import execute
 from pipeline.cluster import tightest_worker
-from pipeline.config import Config, InputError, largest_block, least_memory
+from pipeline.config import Config, InputError, RunError, largest_block, least_memory
 from pipeline.generate import generate
 from pipeline.run import main
 
@@ -156,17 +156,33 @@ class Paused:
 
 
 def test_workers_paused_too_long_fail_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(execute, "PAUSED_TOO_LONG", 0.05)
-    assert execute._check_paused(Paused("running", "paused"), None) is None
-    since = execute._check_paused(Paused("paused", "paused"), None)
-    assert since is not None
-    assert execute._check_paused(Paused("paused", "running"), since) is None  # one came back
+    monkeypatch.setattr(execute, "STALLED_TOO_LONG", 0.05)
+    assert execute._check_stalled(Paused("running", "paused"), None) is None
+    stall = execute._check_stalled(Paused("paused", "paused"), None)
+    assert stall is not None
+    assert execute._check_stalled(Paused("paused", "running"), stall) is None  # one came back
     time.sleep(0.1)
     with pytest.raises(InputError) as err:
-        execute._check_paused(Paused("paused", "paused"), since)
+        execute._check_stalled(Paused("paused", "paused"), stall)
     assert str(err.value) == (
         "every worker has been paused at its memory limit (600 MiB) for 0 s; give workers "
         "more memory (--memory-limit) or read smaller partitions (--blocksize)"
+    )
+
+
+def test_a_cluster_without_workers_too_long_fails_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its workers gone (an existing cluster's: a local cluster's nannies start theirs again)."""
+    monkeypatch.setattr(execute, "STALLED_TOO_LONG", 0.05)
+    stall = execute._check_stalled(Paused(), None)
+    assert stall == execute.Stall("gone", stall.since)
+    assert execute._check_stalled(Paused("paused"), stall).workers == "paused"  # one joined
+    assert execute._check_stalled(Paused("running"), stall) is None
+    time.sleep(0.1)
+    with pytest.raises(RunError) as err:
+        execute._check_stalled(Paused(), stall)
+    assert str(err.value) == (
+        "every worker has left the cluster and none has joined for 0 s; nothing was published: "
+        "start workers (dask worker SCHEDULER) and run again"
     )
 
 
@@ -176,14 +192,12 @@ def test_the_paused_check_runs_while_a_progress_bar_is_shown(
     """The bar (shown on a terminal) waits for the whole compute: it runs beside the check."""
     from distributed import Client
 
-    def paused(client, since):
+    def paused(client, stall):
         raise InputError("paused")
 
     with Client(processes=False, n_workers=1, dashboard_address=None) as client:
         assert execute._compute(client, {"x": dask.delayed(sum)([1, 2])}, True) == {"x": 3}
         assert "100% Completed" in capsys.readouterr().out
-        monkeypatch.setattr(execute, "_check_paused", paused)
-        start = time.monotonic()
-        with pytest.raises(InputError, match="paused"):
-            execute._compute(client, {"x": dask.delayed(time.sleep)(8)}, True)
-        assert time.monotonic() - start < 5
+        monkeypatch.setattr(execute, "_check_stalled", paused)
+        with pytest.raises(InputError, match="paused"):  # checked after 1 s, not at the end
+            execute._compute(client, {"x": dask.delayed(time.sleep)(3)}, True)

@@ -15,7 +15,7 @@ import dask.dataframe as dd
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import CSVS, track_row, write_csv
+from conftest import CSVS, FILES, track_row, write_csv
 from isal import igzip
 
 from pipeline import unpack
@@ -82,7 +82,8 @@ def test_compressed_input_gives_the_plain_outputs(
     )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["input"] == [str(packed)] and manifest["partitions"] > 10
-    assert not list(tmp_path.glob(".out.staging-*"))  # the plain copy went with the staging
+    assert not list(tmp_path.glob(".out.staging-*"))
+    assert {p.name for p in out.iterdir()} == FILES  # the plain copy is not published
 
 
 def test_zip_of_several_csvs_reads_them_all(plain: tuple[Path, Path], tmp_path: Path) -> None:
