@@ -24,6 +24,7 @@ from distributed.security import Security
 from distributed.versions import VersionMismatchWarning, scheduler_relevant_packages
 from tornado import web
 
+from pipeline.blocks import file_size
 from pipeline.config import Config, InputError, RunError, largest_block
 from pipeline.memory import peak_rss_mb
 from pipeline.storage import StorageOptions, filesystem, remove_tree
@@ -286,12 +287,12 @@ def check_shared_storage(
     files as this machine does (one in each directory, by its size) and write where the run
     writes (its staging directory, beside the output) so that this machine reads what it
     wrote; otherwise one line, exit 2. A few bytes per worker, removed again."""
-    sizes = {path: _size(path, storage_options) for path in _one_per_directory(inputs)}
+    sizes = {path: file_size(path, storage_options) for path in _one_per_directory(inputs)}
     probes, token = f"{stage}/_probe", uuid.uuid4().hex
     answers = client.run(_probe, probes, sizes, dict(storage_options), token, on_error="return")
     problems = [_read_back(a, answer, token, storage_options) for a, answer in answers.items()]
     client.run(remove_tree, probes, dict(storage_options), on_error="ignore")
-    if problem := next((p for p in sorted(problems, key=str) if p), None):
+    if problem := next((p for p in sorted(problems) if p), None):
         raise InputError(
             f"the workers of the cluster at {client.scheduler.address} do not share this "
             f"machine's storage: {problem}; put the input and --output on storage that every "
@@ -306,9 +307,9 @@ def _one_per_directory(paths: list[str]) -> list[str]:
     return list(first.values())
 
 
-def _size(path: str, storage_options: StorageOptions) -> int:
-    fs, path = filesystem(path, storage_options)
-    return int(fs.size(path))
+def _mark(token: str, address: str) -> bytes:
+    """What a worker writes in its probe file, and this machine must read back."""
+    return f"{token} {address}".encode()
 
 
 @dataclass(frozen=True)
@@ -324,7 +325,7 @@ def _probe(probes: str, sizes: dict[str, int], options: dict, token: str, dask_w
     address = dask_worker.address
     for path, size in sizes.items():
         try:
-            seen = _size(path, options)
+            seen = file_size(path, options)
         except OSError:
             return Probed(problem=f"worker {address} does not see the input {path}")
         if seen != size:
@@ -333,7 +334,7 @@ def _probe(probes: str, sizes: dict[str, int], options: dict, token: str, dask_w
     fs, path = filesystem(target, options)
     try:
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        fs.pipe_file(path, f"{token} {address}".encode())
+        fs.pipe_file(path, _mark(token, address))
     except OSError as err:
         return Probed(problem=f"worker {address} cannot write to {probes} ({err})")
     return Probed(wrote=target)
@@ -355,7 +356,7 @@ def _read_back(
         found = fs.cat_file(path)
     except OSError:
         found = b""
-    if found != f"{token} {address}".encode():
+    if found != _mark(token, address):
         return f"worker {address} wrote {probed.wrote}, and this machine does not find it there"
     return ""
 

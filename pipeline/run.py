@@ -275,19 +275,15 @@ def main(argv: list[str] | None = None, seams: Seams | None = None) -> int:
                 keep_alive(client)
 
         run(cfg, args.input is not None, seams or Seams(), published)
-    except (InputError, ValueError) as err:
+    except (InputError, ValueError, RunError) as err:  # said in one line
+        code = 1 if isinstance(err, RunError) else 2
         if args.verbose:
-            log.exception("bad input")
+            log.exception("run failed" if code == 1 else "bad input")
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return code
     except KeyboardInterrupt:
         print("error: interrupted; the previous output is untouched", file=sys.stderr)
         return 130
-    except RunError as err:
-        if args.verbose:
-            log.exception("run failed")
-        print(f"error: {err}", file=sys.stderr)
-        return 1
     except Exception as err:
         if args.verbose:
             log.exception("run failed")

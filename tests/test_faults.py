@@ -10,7 +10,6 @@ import gzip
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import threading
@@ -20,15 +19,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import dask
 import pandas as pd
 import psutil
 import pytest
 from conftest import CSVS, FILES, popen_run
-from distributed import Client, LocalCluster
+from distributed import Client
 
-from pipeline import execute
-from pipeline.config import RunError
 from pipeline.execute import PHASES, Seams
 from pipeline.generate import generate
 from pipeline.run import main
@@ -54,6 +50,11 @@ class Case:
 
     source: Path
     calm: Path
+
+    @property
+    def blocks(self) -> int:
+        """The run's partitions at ``--blocksize 1MiB``."""
+        return math.ceil(self.source.stat().st_size / BLOCK)
 
 
 def calm_run(source: Path, out: Path) -> Case:
@@ -197,7 +198,7 @@ def test_worker_killed_during_the_compute_same_outputs(
 ) -> None:
     kind, ready, warning = MOMENTS[moment]
     case: Case = request.getfixturevalue(kind)
-    blocks = math.ceil(case.source.stat().st_size / BLOCK)
+    blocks = case.blocks
     genres = len(pd.read_csv(case.calm / "genre_summary.csv"))
     out = tmp_path / "out"
     run = Watched(case.source, "-o", out, "-q", *CLUSTER)
@@ -212,6 +213,16 @@ def test_worker_killed_during_the_compute_same_outputs(
     assert err == expected
 
 
+def stop_then_kill(client: Client) -> str:
+    """Stop the first worker process now and kill it half a second later, while the run goes
+    on (and asks it for something); its address."""
+    address, pid = min(client.run(os.getpid).items())
+    worker = psutil.Process(pid)
+    worker.suspend()
+    threading.Timer(0.5, worker.kill).start()
+    return address
+
+
 def kill_one_at(phase: str, noticed: bool) -> Callable[[str, Client], None]:
     """A listener to a run's progress that kills one worker process as the run reaches
     ``phase`` and returns once it is dead and the scheduler knows; or (not ``noticed``) stops
@@ -220,12 +231,11 @@ def kill_one_at(phase: str, noticed: bool) -> Callable[[str, Client], None]:
     def progress(reached: str, client: Client) -> None:
         if reached != phase:
             return
+        if not noticed:
+            stop_then_kill(client)
+            return
         address, pid = min(client.run(os.getpid).items())
         worker = psutil.Process(pid)
-        if not noticed:
-            worker.suspend()
-            threading.Timer(0.5, worker.kill).start()
-            return
         worker.kill()
         worker.wait(timeout=30)
         deadline = time.monotonic() + 30
@@ -274,9 +284,7 @@ def test_worker_dying_as_the_performance_report_is_made_is_left_out_of_it(
     @contextmanager
     def stop_one_as_the_compute_ends(client: Client) -> Iterator[None]:
         yield
-        worker = psutil.Process(min(client.run(os.getpid).items())[1])
-        worker.suspend()
-        threading.Timer(0.5, worker.kill).start()
+        stop_then_kill(client)
 
     out, report = tmp_path / "out", tmp_path / "report.html"
     args = [str(small.source), "-o", str(out), "-q", *CLUSTER, "--report", str(report)]
@@ -290,7 +298,7 @@ def test_worker_dying_as_the_performance_report_is_made_is_left_out_of_it(
 @pytest.mark.slow
 def test_every_worker_killed_at_once_is_survived(plain: Case, tmp_path: Path) -> None:
     """A local cluster's nannies start their workers again: the run goes on."""
-    blocks = math.ceil(plain.source.stat().st_size / BLOCK)
+    blocks = plain.blocks
     out = tmp_path / "out"
     run = Watched(plain.source, "-o", out, "-q", *CLUSTER)
     half = lambda: Progress(out, run.err).blocks() >= blocks // 2  # noqa: E731
@@ -303,28 +311,9 @@ def test_every_worker_killed_at_once_is_survived(plain: Case, tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_a_task_that_kills_every_worker_it_runs_on_fails_the_run_in_one_line() -> None:
-    """Dask gives up on a task once the workers running it died ``allowed-failures`` + 1 times
-    (a block too large for any worker's memory, say): the run says so in one line."""
-    die = dask.delayed(os._exit)(1)
-    with (
-        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
-        LocalCluster(n_workers=1, processes=True, host="127.0.0.1", dashboard_address=None) as lc,
-        Client(lc) as client,
-        pytest.raises(RunError) as err,
-    ):
-        execute._compute(client, [die], progress=False)
-    assert re.fullmatch(
-        r"every worker that ran the task '_exit-[0-9a-f-]+' died while running it \(2 of them: "
-        r"killed, or out of memory: see --memory-limit\); nothing was published",
-        str(err.value),
-    ), err.value
-
-
-@pytest.mark.slow
 def test_worker_stopped_for_20_seconds_then_continued(plain: Case, tmp_path: Path) -> None:
     """SIGSTOP, 20 s, SIGCONT: the run waits for it (Dask's timeouts are longer), nothing lost."""
-    blocks = math.ceil(plain.source.stat().st_size / BLOCK)
+    blocks = plain.blocks
     out = tmp_path / "out"
     run = Watched(plain.source, "-o", out, "-q", *CLUSTER)
     worker = run.when(lambda: Progress(out, run.err).blocks() >= blocks // 3)[0]

@@ -8,11 +8,12 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
@@ -31,12 +32,14 @@ from distributed.security import Security
 
 from pipeline import execute
 from pipeline.cluster import connect, describe, scheduler_address, version_mismatches
-from pipeline.config import Config, InputError
+from pipeline.config import Config, InputError, RunError
 from pipeline.run import main, make_config, parse_args, warn_if_exposed
 
 DASK = Path(sys.executable).parent / "dask"
 ROOT = Path(__file__).parents[1]
 HINT = "(--scheduler, --scheduler-file or DASK_SCHEDULER_ADDRESS)"
+# a command in a mount namespace of its own, an empty tmpfs over the directory given first
+OWN_MOUNTS = ("unshare", "--mount", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"')
 
 
 # --- a throwaway certificate authority -------------------------------------------------------
@@ -106,7 +109,7 @@ class DaskCluster:
         self.env.pop("DASK_SCHEDULER_ADDRESS", None)
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, name: str, *args: str, wrap: list[str] = []) -> subprocess.Popen:  # noqa: B006
+    def start(self, name: str, *args: str, wrap: Sequence[str] = ()) -> subprocess.Popen:
         with (self.folder / f"{name}.log").open("w") as log:
             command = [*wrap, str(DASK), *args]
             proc = subprocess.Popen(command, stdout=log, stderr=log, env=self.env)
@@ -131,8 +134,7 @@ class DaskCluster:
         """A `dask worker`; with ``private``, in a mount namespace of its own where an empty
         tmpfs lies over that directory (a worker on another machine, whose disk is not ours)."""
         args = [self.address, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard"]
-        own = ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"']
-        wrap = [*own, str(private)] if private else []
+        wrap = [*OWN_MOUNTS, str(private)] if private else []
         self.start(f"worker-{len(self.processes)}", "worker", *args, *self.tls, wrap=wrap)
 
     def workers_seen(self, wait_for: int = 0) -> int:
@@ -261,7 +263,7 @@ def test_scheduler_run_equals_local_and_leaves_the_cluster_running(
 def _own_mounts() -> str:
     """Why a worker cannot have a mount namespace of its own here, or empty if it can."""
     try:
-        command = ["unshare", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /mnt"]
+        command = [*OWN_MOUNTS, "/mnt", "true"]
         done = subprocess.run(command, capture_output=True, text=True, timeout=30)
     except FileNotFoundError:
         return "no unshare command"
@@ -363,6 +365,29 @@ def test_scheduler_whose_workers_all_die_fails_the_run_in_one_line(
         assert cluster.workers_seen() == 0
     assert [p.name for p in out.iterdir()] == ["_SUCCESS"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "cluster", "out"]
+
+
+@pytest.mark.slow
+def test_a_task_that_kills_every_worker_it_runs_on_fails_the_run_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dask gives up on a task once the workers running it died ``allowed-failures`` + 1 times
+    (a block too large for any worker's memory, say): the run says so in one line. On
+    `dask worker` processes: a LocalCluster of ours could hang closing while its nanny starts
+    the worker again."""
+    monkeypatch.setenv("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", "1")
+    die = dask.delayed(os._exit)(1)
+    with (
+        dask_cluster(tmp_path / "cluster", workers=1) as cluster,
+        Client(cluster.address, timeout=30) as client,
+        pytest.raises(RunError) as err,
+    ):
+        execute._compute(client, [die], progress=False)
+    assert re.fullmatch(
+        r"every worker that ran the task '_exit-[0-9a-f-]+' died while running it \(2 of them: "
+        r"killed, or out of memory: see --memory-limit\); nothing was published",
+        str(err.value),
+    ), err.value
 
 
 @pytest.mark.slow
